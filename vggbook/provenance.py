@@ -1,0 +1,74 @@
+"""Provenance: what produced a chapter's numbers, printed without machine paths."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import types
+from pathlib import Path
+
+import torch
+import torchvision
+
+import vggbook
+
+_IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+
+
+def parameters(namespace: dict) -> dict:
+    """The chapter's parameters: call it right after the parameters cell, before any import."""
+    return {
+        k: v
+        for k, v in namespace.items()
+        if not k.startswith("_")
+        and k not in _IPYTHON_NAMES
+        and not isinstance(v, types.ModuleType | types.FunctionType | type)
+    }
+
+
+def git_commit() -> str:
+    """The project's git commit (with ``-dirty`` for uncommitted changes), or ``unknown``."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name()})"
+    return f"cpu ({platform.machine()})"
+
+
+def environment() -> dict:
+    """Versions, commit, device and threads: what a run records beside its numbers."""
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "vggbook": vggbook.__version__,
+        "git_commit": git_commit(),
+        "device": device_name(),
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "platform": f"{platform.system()} {platform.release()}",
+    }
+
+
+def report(params: dict, **extra) -> dict:
+    """Print and return a chapter's provenance: environment, seed, dataset checksum, parameters."""
+    record = {**environment(), **extra, "parameters": params}
+    width = max(map(len, record))
+    for key, value in record.items():
+        print(f"{key:<{width}}  {value}")
+    return record
