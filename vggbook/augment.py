@@ -1,0 +1,137 @@
+"""The paper's augmentation (Sec. 3.1) as torchvision transforms v2.
+
+Training: rescale the smallest side to S (fixed, or jittered per image in [Smin, Smax]), one
+random crop, a random horizontal flip, AlexNet's PCA colour shift, subtraction of the training
+set's mean RGB. Evaluation: rescale to Q, then a centre crop or the whole image. Grey images
+are replicated to three channels so that the same model and colour pipeline apply.
+Colour values are in [0, 1]; the ImageNet eigen-decomposition is for that scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from . import data, paper
+
+# AlexNet's PCA of ImageNet's RGB pixels in [0, 1] (as in fb.resnet.torch): eigenvalues, and
+# eigenvectors as columns (rows are R, G, B).
+IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
+IMAGENET_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
+
+
+def scaled(size: int, crop: int) -> int:
+    """A paper size (S, Q) at a profile's resolution: every size scales by crop/224."""
+    return round(size * crop / paper.RECIPE["crop"])
+
+
+class PCALighting(v2.Transform):
+    """AlexNet's colour shift: add ``eigvec @ (alpha * eigval)`` to every pixel, with
+    alpha ~ N(0, std^2) drawn per image for each principal component."""
+
+    def __init__(
+        self, eigval: Sequence[float], eigvec: Sequence[Sequence[float]], std: float = 0.1
+    ):
+        super().__init__()
+        if std < 0:
+            raise ValueError(f"the colour-shift std must be non-negative, got {std}")
+        self.eigval = torch.as_tensor(eigval, dtype=torch.float32)
+        self.eigvec = torch.as_tensor(eigvec, dtype=torch.float32)
+        self.std = std
+
+    def make_params(self, flat_inputs: list) -> dict:
+        alpha = torch.randn(3) * self.std
+        return {"shift": self.eigvec @ (alpha * self.eigval)}
+
+    def transform(self, inpt, params: dict):
+        if not isinstance(inpt, torch.Tensor) or not inpt.is_floating_point():
+            return inpt  # labels and the like pass through; images must be float by now
+        return inpt + params["shift"].to(inpt.dtype)[:, None, None]
+
+
+def subtract_mean(mean: Sequence[float], pixel_scale: float = 255.0) -> v2.Normalize:
+    """The paper's only preprocessing: subtract the training set's mean RGB. Values come out
+    in units of ``pixel_scale`` (255: Caffe's 0-255 pixels, which the paper's Gaussian init
+    was tuned for)."""
+    return v2.Normalize(list(mean), [1.0 / pixel_scale] * len(mean))
+
+
+def mean_rgb(ds, n: int | None = None) -> tuple[float, float, float]:
+    """The mean RGB of a dataset's images in [0, 1] (over ``n`` images, or all)."""
+    return tuple(data.pixels(ds, n).double().mean(0).tolist())
+
+
+def pca_from_dataset(ds, n: int | None = 2000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues (descending) and eigenvectors (columns) of the RGB pixel covariance.
+    A grey dataset has one non-zero eigenvalue, along (1, 1, 1)/sqrt(3)."""
+    p = data.pixels(ds, n).double()
+    eigval, eigvec = torch.linalg.eigh(torch.cov(p.T))
+    order = eigval.argsort(descending=True)
+    return eigval[order].clamp(min=0).float(), eigvec[:, order].float()
+
+
+def _check(crop: int, smin: int) -> None:
+    if crop < 1:
+        raise ValueError(f"crop must be positive, got {crop}")
+    if smin < crop:
+        raise ValueError(f"the smallest scale S={smin} is below the crop {crop}: use S >= crop")
+
+
+def train_transform(
+    crop: int = 224,
+    scale: int | tuple[int, int] = (256, 512),
+    *,
+    mean: Sequence[float] | None = None,
+    pca: tuple | None = (IMAGENET_EIGVAL, IMAGENET_EIGVEC),
+    pca_std: float = 0.1,
+    flip: bool = True,
+    pixel_scale: float = 255.0,
+) -> v2.Compose:
+    """The training pipeline: rescale to S (fixed or jittered), random crop, flip, colour
+    shift, mean subtraction; returns a float32 (3, crop, crop) tensor."""
+    if isinstance(scale, int):
+        _check(crop, scale)
+        resize = v2.Resize(scale)
+    else:
+        smin, smax = scale
+        if smin > smax:
+            raise ValueError(
+                f"Smin={smin} exceeds Smax={smax}: give the jitter range as (Smin, Smax)"
+            )
+        _check(crop, smin)
+        resize = v2.RandomResize(smin, smax + 1)  # sizes in [Smin, Smax], both included
+    steps = [v2.ToImage(), resize, v2.RandomCrop(crop)]
+    steps += [v2.RandomHorizontalFlip()] if flip else []
+    steps += [v2.RGB(), v2.ToDtype(torch.float32, scale=True)]
+    steps += [PCALighting(*pca, std=pca_std)] if pca is not None else []
+    steps += [subtract_mean(mean)] if mean is not None else []
+    return v2.Compose(steps)
+
+
+def eval_transform(
+    q: int,
+    crop: int | None = None,
+    *,
+    mean: Sequence[float] | None = None,
+    pixel_scale: float = 255.0,
+) -> v2.Compose:
+    """The test pipeline: rescale the smallest side to Q, then a centre crop or the whole image."""
+    if crop is not None:
+        _check(crop, q)
+    steps = [v2.ToImage(), v2.Resize(q)]
+    steps += [v2.CenterCrop(crop)] if crop is not None else []
+    steps += [v2.RGB(), v2.ToDtype(torch.float32, scale=True)]
+    steps += [subtract_mean(mean, pixel_scale)] if mean is not None else []
+    return v2.Compose(steps)
+
+
+def as_image(x) -> tv_tensors.Image:
+    """Any image (PIL, array, tensor) as a torchvision image tensor."""
+    return v2.ToImage()(x)

@@ -1,0 +1,158 @@
+"""Run profiles: one place that says what a run is, and how it departs from the paper."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from . import paper
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A full training configuration. Sizes are in pixels at the profile's own resolution."""
+
+    name: str
+    dataset: str
+    num_classes: int
+    crop: int  # training crop (224 in the paper)
+    scale: int | tuple[int, int]  # S: fixed, or the jitter range [Smin, Smax]
+    width: float = 1.0
+    batch_size: int = 256
+    lr: float = 1e-2
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    dropout: float = 0.5
+    epochs: int = 74
+    patience: int = 2  # epochs without a better val top-1 before the lr is divided by 10
+    max_decays: int = 3
+    init: str = "gaussian"
+    limit_train: int | None = None  # a class-balanced subset of the training split
+    limit_val: int | None = None
+    workers: int = 4
+    pca_lighting: bool = True
+    pixel_scale: float = 255.0  # inputs in 0-255 units minus the mean RGB, as in Caffe
+    amp: bool = False  # bf16 autocast, CUDA only
+    channels_last: bool = False  # CUDA only
+    deviations: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def test_scale(self) -> int:
+        """Q for single-scale validation: Q = S, or the middle of the jitter range."""
+        return self.scale if isinstance(self.scale, int) else sum(self.scale) // 2
+
+    def replace(self, **changes) -> Profile:
+        """A copy with some fields changed, e.g. ``profile.replace(epochs=2)``."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown profile field(s) {sorted(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Profile:
+        """The inverse of ``as_dict`` after a JSON round trip."""
+        scale = d["scale"] if isinstance(d["scale"], int) else tuple(d["scale"])
+        return cls(**{**d, "scale": scale, "deviations": tuple(d["deviations"])})
+
+
+def _scaled(size: int, crop: int) -> int:
+    return round(size * crop / paper.RECIPE["crop"])
+
+
+PROFILES = {
+    "tiny": Profile(
+        name="tiny",
+        dataset="fashion-mnist",
+        num_classes=10,
+        crop=32,
+        scale=_scaled(256, 32),
+        width=0.25,
+        batch_size=64,
+        epochs=15,
+        patience=1,
+        init="gaussian-width",
+        limit_train=16000,
+        limit_val=2000,
+        workers=0,
+        deviations=(
+            "data: Fashion-MNIST (28 px grey, replicated to RGB) instead of ImageNet",
+            "resolution: 32 px crops; S = 37 (256 x 32/224), every size scaled by crop/224",
+            "width: every layer at 1/4 of the paper's channels",
+            "batch 64 instead of 256: more steps per epoch on a small subset",
+            "a 16,000-image training subset, 2,000 validation images, 15 epochs at most",
+            "lr patience 1 epoch (the paper does not state one)",
+            "init: N(0, 0.01) corrected for the width (see chapter 4)",
+        ),
+    ),
+    "cifar10": Profile(
+        name="cifar10",
+        dataset="cifar10",
+        num_classes=10,
+        crop=32,
+        scale=(_scaled(256, 32), _scaled(512, 32)),
+        width=0.5,
+        batch_size=128,
+        epochs=40,
+        patience=2,
+        init="glorot",
+        workers=8,
+        amp=True,
+        channels_last=True,
+        deviations=(
+            "data: CIFAR-10 (32 px) instead of ImageNet",
+            "resolution: 32 px crops, S jittered in [37, 73] (every size scaled by crop/224)",
+            "width: every layer at 1/2 of the paper's channels",
+            "batch 128, 40 epochs at most: one GPU in under an hour",
+            "init: Glorot (the paper's post-submission remark): deep configs train from scratch",
+        ),
+    ),
+    "imagenette": Profile(
+        name="imagenette",
+        dataset="imagenette",
+        num_classes=10,
+        crop=128,
+        scale=(_scaled(256, 128), _scaled(512, 128)),
+        width=0.5,
+        batch_size=128,
+        epochs=40,
+        patience=2,
+        init="glorot",
+        workers=8,
+        amp=True,
+        channels_last=True,
+        deviations=(
+            "data: Imagenette (10 ImageNet classes) instead of the 1000",
+            "resolution: 128 px crops, S jittered in [146, 293] (scaled by crop/224)",
+            "width: every layer at 1/2 of the paper's channels",
+            "batch 128, 40 epochs at most: one GPU in under an hour",
+            "init: Glorot (the paper's post-submission remark)",
+        ),
+    ),
+    "imagenet": Profile(
+        name="imagenet",
+        dataset="imagenet",
+        num_classes=1000,
+        crop=224,
+        scale=256,
+        batch_size=256,
+        epochs=74,
+        patience=2,
+        workers=8,
+        amp=True,
+        channels_last=True,
+        deviations=(
+            "bf16 autocast and channels_last on GPUs (the paper trained in fp32 on 4 Titan Blacks)",
+            "lr patience 2 epochs (the paper does not state one)",
+        ),
+    ),
+}
+
+
+def get_profile(name: str, **overrides) -> Profile:
+    """A named profile, with any field overridden; ValueError names the valid profiles."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}: choose one of {', '.join(PROFILES)}")
+    return PROFILES[name].replace(**{k: v for k, v in overrides.items() if v is not None})

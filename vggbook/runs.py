@@ -1,0 +1,44 @@
+"""Run directories: ``config.json``, ``metrics.jsonl`` and ``checkpoint.pt``, read back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .models import VGG, build_vgg
+
+CHECKPOINT, METRICS, CONFIG = "checkpoint.pt", "metrics.jsonl", "config.json"
+
+
+def load_model(path: str | Path, map_location: str = "cpu") -> tuple[VGG, dict]:
+    """A trained model and its run spec from a run directory or a checkpoint file."""
+    path = Path(path)
+    ckpt_file = path / CHECKPOINT if path.is_dir() else path
+    if not ckpt_file.exists():
+        raise FileNotFoundError(f"no checkpoint at {ckpt_file}: train a run there first")
+    ckpt = torch.load(ckpt_file, map_location=map_location, weights_only=False)
+    spec = ckpt["run"]
+    p = spec["profile"]
+    model = build_vgg(
+        spec["config"],
+        p["num_classes"],
+        width=p["width"],
+        dropout=p["dropout"],
+        image_size=p["crop"],
+    )
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), spec
+
+
+def load_metrics(run_dir: str | Path) -> list[dict]:
+    """The per-epoch records of a run."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        raise FileNotFoundError(f"no {METRICS} in {run_dir}: train the run first")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_config(run_dir: str | Path) -> dict:
+    return json.loads((Path(run_dir) / CONFIG).read_text())
