@@ -76,7 +76,9 @@ def test_transfer_copies_exactly_the_named_layers(config):
     src = dict(weight_layers(source))
     for name, layer in weight_layers(target):
         if name in TRANSFERRED:
-            assert torch.equal(layer.weight, src[name].weight) and torch.equal(layer.bias, src[name].bias)
+            assert torch.equal(layer.weight, src[name].weight) and torch.equal(
+                layer.bias, src[name].bias
+            )
         else:
             assert torch.equal(layer.weight, before[name]), name
     # conv1_2 of the deeper net stays random: net A has no such layer.

@@ -34,7 +34,8 @@ def test_config_c_count_and_1x1_convs():
 
 
 @pytest.mark.parametrize(
-    ("config", "weight_layers"), [("A", 11), ("A-LRN", 11), ("B", 13), ("C", 16), ("D", 16), ("E", 19)]
+    ("config", "weight_layers"),
+    [("A", 11), ("A-LRN", 11), ("B", 13), ("C", 16), ("D", 16), ("E", 19)],
 )
 def test_depths(config, weight_layers):
     assert len(layer_names(config)) + 3 == weight_layers
@@ -82,7 +83,11 @@ def test_width_scales_every_layer():
     model = build_vgg("D", 10, width=0.25, image_size=32)
     widths = [m.out_channels for m in model.features if isinstance(m, nn.Conv2d)]
     assert widths == [16] * 2 + [32] * 2 + [64] * 3 + [128] * 6
-    assert [m.out_features for m in model.classifier if isinstance(m, nn.Linear)] == [1024, 1024, 10]
+    assert [m.out_features for m in model.classifier if isinstance(m, nn.Linear)] == [
+        1024,
+        1024,
+        10,
+    ]
 
 
 @pytest.mark.parametrize(

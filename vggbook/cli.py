@@ -34,6 +34,13 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--download", action="store_true", help="allow downloading the dataset")
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override any profile field, e.g. --set dropout=0 --set scale=[37,73]",
+    )
 
     e = sub.add_parser("evaluate", help="evaluate a trained run")
     e.add_argument("--run-dir", required=True)
@@ -66,6 +73,7 @@ def _train(args: argparse.Namespace) -> int:
         limit_train=args.limit_train,
         limit_val=args.limit_val,
         workers=args.workers,
+        **dict(_field(item) for item in args.set),
     )
     history = train(
         args.config,
@@ -81,6 +89,18 @@ def _train(args: argparse.Namespace) -> int:
     if history:
         print(json.dumps(history[-1]))
     return 0
+
+
+def _field(item: str) -> tuple[str, object]:
+    """``FIELD=VALUE`` with VALUE read as JSON where it parses (numbers, true, [37, 73])."""
+    name, sep, value = item.partition("=")
+    if not sep:
+        raise ValueError(f"--set takes FIELD=VALUE, got {item!r}")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return name, tuple(parsed) if isinstance(parsed, list) else parsed
 
 
 def _evaluate(args: argparse.Namespace) -> int:

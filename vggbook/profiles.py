@@ -30,6 +30,7 @@ class Profile:
     limit_train: int | None = None  # a class-balanced subset of the training split
     limit_val: int | None = None
     workers: int = 4
+    flip: bool = True
     pca_lighting: bool = True
     pixel_scale: float = 255.0  # inputs in 0-255 units minus the mean RGB, as in Caffe
     amp: bool = False  # bf16 autocast, CUDA only

@@ -126,9 +126,9 @@ def save_atomic(obj: object, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_json_atomic(obj: object, path: Path) -> None:
+def write_text_atomic(text: str, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
@@ -249,21 +249,23 @@ def train(
         scheduler.load_state_dict(ckpt["scheduler"])
         history, decays, start = ckpt["metrics"], ckpt["decays"], ckpt["epoch"]
         set_rng_states(ckpt["rng"])
-        if ckpt.get("finished"):
+        if ckpt["stopped"]:
             return history
     elif dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / METRICS).unlink(missing_ok=True)
     if dist.main:
-        write_json_atomic(
-            {
-                "run": spec,
-                "environment": provenance.environment(),
-                "world_size": dist.world,
-                "mean_rgb": [float(m) for m in mean],
-                "dataset_checksum": data.dataset_checksum(train_ds),
-                "transferred": transferred,
-            },
+        write_text_atomic(
+            json.dumps(
+                {
+                    "run": spec,
+                    "environment": provenance.environment(),
+                    "world_size": dist.world,
+                    "mean_rgb": [float(m) for m in mean],
+                    "dataset_checksum": data.dataset_checksum(train_ds),
+                    "transferred": transferred,
+                },
+                indent=2,
+            ),
             run_dir / CONFIG,
         )
     net = DistributedDataParallel(model) if dist.world > 1 else model
@@ -290,7 +292,7 @@ def train(
         scheduler.step(val["top1"])
         decayed = optimizer.param_groups[0]["lr"] < lr
         decays += decayed
-        finished = decays > profile.max_decays or epoch + 1 == profile.epochs
+        stopped = decays > profile.max_decays  # a plateau after the last allowed decay
         record = {
             "epoch": epoch + 1,
             "lr": lr,
@@ -299,14 +301,12 @@ def train(
             "val_loss": val["loss"],
             "val_top1": val["top1"],
             "val_top5": val["top5"],
-            "lr_decayed_after": decayed and decays <= profile.max_decays,
+            "lr_decayed_after": decayed and not stopped,
             "seconds": seconds,
             "images_per_second": train_stats["images"] / seconds,
         }
         history.append(record)
-        if dist.main:
-            with open(run_dir / METRICS, "a") as f:
-                f.write(json.dumps(record) + "\n")
+        if dist.main:  # the checkpoint first: metrics.jsonl never runs ahead of it
             save_atomic(
                 {
                     "model": model.state_dict(),
@@ -318,11 +318,12 @@ def train(
                     "rng": rng_states(),
                     "run": spec,
                     "mean_rgb": [float(m) for m in mean],
-                    "finished": finished,
+                    "stopped": stopped,
                 },
                 run_dir / CHECKPOINT,
             )
-        if decays > profile.max_decays:
+            write_text_atomic("".join(json.dumps(r) + "\n" for r in history), run_dir / METRICS)
+        if stopped:
             break
     if dist.world > 1:
         tdist.barrier()
