@@ -111,7 +111,7 @@ def train_transform(
     steps += [v2.RandomHorizontalFlip()] if flip else []
     steps += [v2.RGB(), v2.ToDtype(torch.float32, scale=True)]
     steps += [PCALighting(*pca, std=pca_std)] if pca is not None else []
-    steps += [subtract_mean(mean)] if mean is not None else []
+    steps += [subtract_mean(mean, pixel_scale)] if mean is not None else []
     return v2.Compose(steps)
 
 
@@ -135,3 +135,43 @@ def eval_transform(
 def as_image(x) -> tv_tensors.Image:
     """Any image (PIL, array, tensor) as a torchvision image tensor."""
     return v2.ToImage()(x)
+
+
+def sample_scales(scale: int | tuple[int, int], n: int) -> torch.Tensor:
+    """``n`` draws of S from the training pipeline's own resize step (under torch's RNG)."""
+    resize = train_transform(1, scale, pca=None, flip=False).transforms[1]
+    if isinstance(resize, v2.Resize):
+        return torch.full((n,), resize.size[0] if isinstance(resize.size, list) else resize.size)
+    image = torch.zeros(1, 1, 1)
+    return torch.tensor([resize.make_params([image])["size"][0] for _ in range(n)])
+
+
+def stages(
+    image,
+    crop: int,
+    scale: int | tuple[int, int],
+    *,
+    mean: Sequence[float] | None = None,
+    pca: tuple | None = (IMAGENET_EIGVAL, IMAGENET_EIGVEC),
+    pca_std: float = 0.1,
+) -> list[tuple[str, torch.Tensor]]:
+    """The training pipeline one step at a time, for pictures: (step name, float image in
+    [0, 1] units) after each step; the mean-subtracted image is shown shifted by 0.5. The flip
+    is applied for certain."""
+    steps = train_transform(crop, scale, mean=mean, pca=pca, pca_std=pca_std, pixel_scale=1.0)
+    names = {
+        v2.Resize: "rescaled to S",
+        v2.RandomResize: "rescaled to S (jittered)",
+        v2.RandomCrop: "random crop",
+        v2.RandomHorizontalFlip: "flipped",
+        PCALighting: "colour shift",
+        v2.Normalize: "mean subtracted",
+    }
+    x, out = image, [("original", v2.ToDtype(torch.float32, scale=True)(v2.ToImage()(image)))]
+    for t in steps.transforms:
+        x = v2.functional.horizontal_flip(x) if isinstance(t, v2.RandomHorizontalFlip) else t(x)
+        if type(t) in names:
+            shown = x if x.is_floating_point() else x.float() / 255
+            shown = shown + 0.5 if isinstance(t, v2.Normalize) else shown
+            out.append((names[type(t)], shown))
+    return out

@@ -157,3 +157,41 @@ def get_profile(name: str, **overrides) -> Profile:
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}: choose one of {', '.join(PROFILES)}")
     return PROFILES[name].replace(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def compare_with_paper(profile: Profile) -> list[dict]:
+    """The recipe's settings beside the paper's (Sec. 3.1), one row per setting."""
+    r = paper.RECIPE
+    (s1, s2), (smin, smax) = r["scale_single"], r["scale_jitter"]
+    paper_scale = f"{s1} or {s2}, or [{smin}, {smax}]"
+    rows = [
+        (
+            "dataset",
+            "ImageNet (ILSVRC-2012), 1000 classes",
+            f"{profile.dataset}, {profile.num_classes} classes",
+        ),
+        ("training crop", r["crop"], profile.crop),
+        ("scale S", paper_scale, profile.scale),
+        ("width multiplier", 1.0, profile.width),
+        ("batch size", r["batch_size"], profile.batch_size),
+        ("momentum", r["momentum"], profile.momentum),
+        ("weight decay", r["weight_decay"], profile.weight_decay),
+        ("dropout (FC6, FC7)", r["dropout"], profile.dropout),
+        ("learning rate", r["lr"], profile.lr),
+        (
+            "lr schedule",
+            "/10 at val plateaus, 3 times",
+            f"/10 after {profile.patience + 1} epochs without gain, {profile.max_decays} times",
+        ),
+        ("epochs", r["epochs"], profile.epochs),
+        ("initialisation", "N(0, 1e-2) (net A)", profile.init),
+        (
+            "flip, colour shift",
+            "yes, yes",
+            f"{'yes' if profile.flip else 'no'}, {'yes' if profile.pca_lighting else 'no'}",
+        ),
+    ]
+    return [
+        {"setting": name, "paper": str(p), "this run": str(t), "same": str(p) == str(t)}
+        for name, p, t in rows
+    ]

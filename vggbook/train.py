@@ -399,3 +399,36 @@ def train_one_epoch(
         )
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     return sums
+
+
+def step_throughput(config: str, profile: Profile, steps: int = 20, warmup: int = 3) -> float:
+    """Images/s of the training step alone (forward, loss, backward, SGD) on synthetic
+    in-memory batches: what the input pipeline must keep up with."""
+    model = build_vgg(
+        config, profile.num_classes, width=profile.width, image_size=profile.crop
+    ).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=profile.lr, momentum=profile.momentum)
+    x = torch.randn(profile.batch_size, 3, profile.crop, profile.crop)
+    y = torch.randint(profile.num_classes, (profile.batch_size,))
+    for i in range(warmup + steps):
+        if i == warmup:
+            start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return steps * profile.batch_size / (time.perf_counter() - start)
+
+
+def expected_decays(val_top1: list[float], patience: int, threshold: float = 1e-4) -> list[int]:
+    """The epochs after which the plateau rule divides the lr, recomputed from the validation
+    top-1 alone (an independent check of the scheduler's record)."""
+    best, bad, decays = -math.inf, 0, []
+    for epoch, value in enumerate(val_top1, start=1):
+        if value > best * (1 + threshold):
+            best, bad = value, 0
+        else:
+            bad += 1
+        if bad > patience:
+            decays.append(epoch)
+            bad = 0
+    return decays
