@@ -15,6 +15,11 @@ def grey(h=28, w=28, seed=0):
     return tv_tensors.Image(torch.randint(0, 256, (1, h, w), dtype=torch.uint8, generator=g))
 
 
+def unit(x):
+    """uint8 pixels as the pipeline's floats in [0, 1] (x * (1/255), bit for bit)."""
+    return v2.ToDtype(torch.float32, scale=True)(torch.as_tensor(x))
+
+
 def test_scaled_sizes():
     assert [augment.scaled(s, 32) for s in (256, 384, 512)] == [37, 55, 73]
     assert augment.scaled(256, 224) == 256
@@ -26,7 +31,10 @@ def test_train_transform_contract(scale):
     out = tf(grey())
     assert out.shape == (3, 32, 32) and out.dtype == torch.float32
     rgb = Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8))
-    assert augment.train_transform(224, (256, 512))(rgb).shape == (3, 224, 224)
+    out = augment.train_transform(224, (256, 512))(rgb)
+    assert out.shape == (3, 224, 224) and out.dtype == torch.float32
+    out = augment.train_transform(32, scale, pca=None)(rgb.convert("L"))  # a grey PIL image
+    assert out.shape == (3, 32, 32) and torch.equal(out[0], out[2])
 
 
 def test_grey_is_replicated_before_the_colour_shift():
@@ -40,9 +48,13 @@ def test_jittered_scale_covers_both_ends():
     s = augment.sample_scales((37, 73), 5000)
     assert s.min() == 37 and s.max() == 73 and len(s.unique()) == 37
     # the real resize step: the smaller side lands in [Smin, Smax]
+    counts = torch.bincount(s - 37, minlength=37)  # uniform: chi-square within dof + 5 sd
+    chi2 = ((counts - 5000 / 37) ** 2 / (5000 / 37)).sum().item()
+    assert chi2 < 36 + 5 * math.sqrt(2 * 36)
+    # the real resize step: the smaller side takes every value in [Smin, Smax] and no other
     resize = augment.train_transform(32, (37, 73)).transforms[1]
-    sides = {min(resize(grey(28, 40)).shape[-2:]) for _ in range(500)}
-    assert min(sides) >= 37 and max(sides) <= 73 and len(sides) > 30
+    sides = {min(resize(grey(28, 40)).shape[-2:]) for _ in range(800)}
+    assert sides == set(range(37, 74))
 
 
 def test_fixed_scale():
@@ -68,6 +80,45 @@ def test_flip_is_an_exact_mirror():
     assert torch.equal(flipped, unflipped.flip(-1))
 
 
+def test_pipeline_commutes_with_mirroring():
+    # a 40x32 (HxW) image at S = crop = 32: the crop can move vertically but not horizontally,
+    # so under the same seed the mirror image must give exactly the mirrored output, flipped
+    # or not, with the same colour shift and mean subtraction
+    g = torch.Generator().manual_seed(0)
+    x = tv_tensors.Image(torch.randint(0, 256, (3, 40, 32), dtype=torch.uint8, generator=g))
+    tf = augment.train_transform(32, 32, mean=(0.4, 0.5, 0.6))
+    tops = set()
+    for seed in range(12):
+        torch.manual_seed(seed)
+        a = tf(x)
+        torch.manual_seed(seed)
+        b = tf(x.flip(-1))
+        assert torch.equal(b, a.flip(-1))
+        torch.manual_seed(seed)
+        no_shift = augment.train_transform(32, 32, pca=None, pixel_scale=1.0)(x)
+        crops = [unit(x[:, i : i + 32]) for i in range(9)]
+        tops.add(
+            next(i for i, c in enumerate(crops) if no_shift.equal(c) or no_shift.equal(c.flip(-1)))
+        )
+    assert len(tops) > 1  # the vertical crop did move
+
+
+def test_flip_happens_half_the_time_and_only_if_asked():
+    x = grey(32, 32)
+    plain, mirrored = unit(x), unit(x.flip(-1))
+    outcomes = []
+    torch.manual_seed(0)
+    for flip in (True, False):
+        tf = augment.train_transform(32, 32, pca=None, flip=flip, pixel_scale=1.0)
+        for _ in range(400):
+            out = tf(x)[:1]
+            assert torch.equal(out, plain) or torch.equal(out, mirrored)
+            outcomes.append((flip, torch.equal(out, mirrored)))
+    flips = sum(f for asked, f in outcomes if asked)
+    assert 150 <= flips <= 250  # Binomial(400, 0.5): 200 +- 5 sd
+    assert not any(f for asked, f in outcomes if not asked)
+
+
 def test_pca_lighting_statistics():
     eigval, eigvec = torch.tensor(augment.IMAGENET_EIGVAL), torch.tensor(augment.IMAGENET_EIGVEC)
     t = augment.PCALighting(eigval, eigvec, std=0.1)
@@ -85,6 +136,16 @@ def test_pca_lighting_statistics():
     assert torch.allclose(d, d[:, :1, :1].expand_as(d))
 
 
+def test_pca_lighting_refuses_integer_or_grey_images():
+    t = augment.PCALighting(augment.IMAGENET_EIGVAL, augment.IMAGENET_EIGVEC)
+    with pytest.raises(TypeError, match="after v2.RGB"):
+        t(grey())
+    with pytest.raises(TypeError, match="1 channel"):
+        t(v2.ToDtype(torch.float32, scale=True)(grey()))
+    image, label = t(tv_tensors.Image(torch.rand(3, 4, 4)), torch.tensor(7))
+    assert label.item() == 7 and image.shape == (3, 4, 4)
+
+
 def test_pca_from_dataset_grey_and_colour():
     base = data.TensorImages(
         torch.randint(0, 256, (50, 8, 8), dtype=torch.uint8), torch.zeros(50).long(), ["x"], "t"
@@ -92,29 +153,55 @@ def test_pca_from_dataset_grey_and_colour():
     eigval, eigvec = augment.pca_from_dataset(base, n=None)
     assert eigval[1] < 1e-6 * eigval[0]
     torch.testing.assert_close(eigvec[:, 0].abs(), torch.full((3,), 3**-0.5), atol=1e-4, rtol=0)
-    # coloured pixels with a known covariance
+    # the one eigenvalue is the variance of the grey value times 3 (it is shared by R, G, B)
+    grey_var = (base.data.double() / 255).var().item()
+    assert eigval[0].item() == pytest.approx(3 * grey_var, rel=1e-4)
+
+
+def test_pca_from_dataset_recovers_a_known_colour_covariance():
+    # uint8 RGB images whose pixels have covariance Q diag(lam) Q^T in [0, 1] units, with the
+    # mean at 0.5 and at most 0.1 sd per channel, so that no pixel is clipped
     g = torch.Generator().manual_seed(0)
-    cov = torch.tensor([[0.04, 0.01, 0.0], [0.01, 0.02, 0.0], [0.0, 0.0, 0.01]])
-    pix = (torch.randn(64 * 64 * 20, 3, generator=g) @ torch.linalg.cholesky(cov).T + 0.5).clamp(
-        0, 1
-    )
-    images = [(pix[i * 4096 : (i + 1) * 4096].T.reshape(3, 64, 64), 0) for i in range(20)]
-    eigval, _ = augment.pca_from_dataset(images, n=None)
-    torch.testing.assert_close(eigval, torch.linalg.eigvalsh(cov).flip(0), rtol=0.05, atol=2e-4)
+    q, _ = torch.linalg.qr(torch.tensor([[1.0, 0.2, 0.1], [0.5, 1.0, 0.3], [0.2, 0.4, 1.0]]))
+    lam = torch.tensor([0.008, 0.002, 0.0005])
+    cov = q @ torch.diag(lam) @ q.T
+    n = 20 * 64 * 64
+    pix = torch.randn(n, 3, generator=g) @ torch.linalg.cholesky(cov).T + 0.5
+    assert pix.min() > 0 and pix.max() < 1
+    images = (pix * 255).round().to(torch.uint8).T.reshape(3, 20, 64, 64).transpose(0, 1)
+    ds = [(tv_tensors.Image(img), 0) for img in images]
+    eigval, eigvec = augment.pca_from_dataset(ds, n=None)
+    # sampling error of an eigenvalue from 81920 pixels: ~sqrt(2/n) = 0.5%; rounding to uint8
+    # adds 1/(12 * 255^2) = 1.3e-6 to each
+    torch.testing.assert_close(eigval, lam, rtol=0.03, atol=0)
+    alignment = (eigvec * q).sum(0).abs()  # |cos| between found and true eigenvectors
+    assert (alignment > 0.99).all(), alignment
 
 
 def test_subtract_mean_exact():
     x = torch.rand(3, 5, 5)
     mean = (0.1, 0.2, 0.3)
-    expected = (x - torch.tensor(mean)[:, None, None]) * 255
-    torch.testing.assert_close(augment.subtract_mean(mean)(x), expected)
-    torch.testing.assert_close(augment.subtract_mean(mean, 1.0)(x), expected / 255)
+    centred = x - torch.tensor(mean)[:, None, None]
+    assert torch.equal(augment.subtract_mean(mean, 1.0)(x), centred)
+    # x 255 up to float32 rounding: v2.Normalize divides by float32(1/255)
+    torch.testing.assert_close(augment.subtract_mean(mean)(x), centred * 255, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(augment.subtract_mean(mean, 10)(x), centred * 10, rtol=1e-6, atol=0)
 
 
 def test_eval_transform_shapes():
     x = grey(28, 42)
     assert augment.eval_transform(37, 32)(x).shape == (3, 32, 32)
-    assert augment.eval_transform(37)(x).shape == (3, 37, 55)
+    out = augment.eval_transform(37)(x)  # the whole image, smaller side Q: 42 * 37 / 28 = 55.5
+    assert out.shape == (3, 37, 55) and out.dtype == torch.float32
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8))
+    assert augment.eval_transform(37, 32, mean=(0.5, 0.5, 0.5))(rgb).shape == (3, 32, 32)
+    # no randomness, and the crop is the centre: a 32x48 image at Q = 32 keeps columns 8..39
+    y = grey(32, 48)
+    torch.manual_seed(0)
+    a = augment.eval_transform(32, 32)(y)
+    torch.manual_seed(1)
+    assert torch.equal(a, augment.eval_transform(32, 32)(y))
+    assert torch.equal(a[:1], unit(y[:, :, 8:40]))
 
 
 @pytest.mark.parametrize(
@@ -125,6 +212,9 @@ def test_eval_transform_shapes():
         (lambda: augment.train_transform(0, 37), "crop must be positive"),
         (lambda: augment.eval_transform(30, 32), "S=30 is below the crop 32"),
         (lambda: augment.PCALighting((1, 1, 1), torch.eye(3), std=-1), "non-negative"),
+        (lambda: augment.train_transform(32, 31), "S=31 is below the crop 32"),
+        (lambda: augment.train_transform(32, (37, 73), pca_std=-0.1), "non-negative"),
+        (lambda: augment.eval_transform(37, 0), "crop must be positive"),
     ],
 )
 def test_impossible_parameters(call, match):

@@ -51,8 +51,16 @@ class PCALighting(v2.Transform):
         return {"shift": self.eigvec @ (alpha * self.eigval)}
 
     def transform(self, inpt, params: dict):
-        if not isinstance(inpt, torch.Tensor) or not inpt.is_floating_point():
-            return inpt  # labels and the like pass through; images must be float by now
+        image = isinstance(inpt, tv_tensors.Image) or (
+            isinstance(inpt, torch.Tensor) and type(inpt) is torch.Tensor and inpt.ndim >= 3
+        )
+        if not image:
+            return inpt  # labels and the like pass through
+        if not inpt.is_floating_point() or inpt.shape[-3] != 3:
+            raise TypeError(
+                f"PCALighting needs float RGB images in [0, 1], got {inpt.dtype} with "
+                f"{inpt.shape[-3]} channel(s): put it after v2.RGB() and v2.ToDtype(float32)"
+            )
         return inpt + params["shift"].to(inpt.dtype)[:, None, None]
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from .evaluate import PROTOCOLS
 from .models import ALIASES, CONFIGS
 from .profiles import PROFILES, get_profile
 
@@ -42,12 +43,16 @@ def parser() -> argparse.ArgumentParser:
         help="override any profile field, e.g. --set dropout=0 --set scale=[37,73]",
     )
 
-    e = sub.add_parser("evaluate", help="evaluate a trained run")
-    e.add_argument("--run-dir", required=True)
-    e.add_argument("--protocol", default="single", choices=["single"])
+    e = sub.add_parser("evaluate", help="evaluate a trained run or torchvision weights")
+    source = e.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run-dir", help="a run directory written by `vggbook train`")
+    source.add_argument("--weights", help="a local file of torchvision VGG weights")
+    e.add_argument("--config", default="D", help="the weights' config (with --weights)")
+    e.add_argument("--protocol", default="single", choices=PROTOCOLS)
+    e.add_argument("--fuse", nargs="+", default=[], metavar="RUN_DIR", help="fuse with these runs")
     e.add_argument("--data-root")
     e.add_argument("--download", action="store_true")
-    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--batch-size", type=int, default=64)
     return p
 
 
@@ -104,17 +109,22 @@ def _field(item: str) -> tuple[str, object]:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_run
+    from .evaluate import evaluate_run, evaluate_weights
 
-    print(
-        json.dumps(
-            evaluate_run(
-                args.run_dir,
-                args.protocol,
-                data_root=args.data_root,
-                download=args.download or None,
-                batch_size=args.batch_size,
-            )
+    if args.weights:
+        if not args.data_root:
+            raise ValueError("--weights needs --data-root: an ImageNet-style folder with val/")
+        result = evaluate_weights(
+            args.weights, args.config, args.data_root, args.protocol, batch_size=args.batch_size
         )
-    )
+    else:
+        result = evaluate_run(
+            args.run_dir,
+            args.protocol,
+            fuse_with=args.fuse,
+            data_root=args.data_root,
+            download=args.download or None,
+            batch_size=args.batch_size,
+        )
+    print(json.dumps(result))
     return 0

@@ -12,8 +12,10 @@ import gzip
 import hashlib
 import os
 import random
+import shutil
 import time
 import warnings
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +35,25 @@ FASHION_MNIST_FILES = {
     "train-labels-idx1-ubyte.gz": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",  # noqa: E501
     "t10k-images-idx3-ubyte.gz": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
     "t10k-labels-idx1-ubyte.gz": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+# MD5 of the .gz files themselves (recorded in ``.checksums``, not required to match): the
+# official ones (torchvision's FashionMNIST.resources) and Debian's dataset-fashion-mnist, whose
+# gzip header lacks the stored file name, so its files are 23-24 bytes shorter with other MD5s.
+# Their decompressed content has the official raw MD5s (f4a8712d..., 9018921c..., 8181f547...,
+# 15d48437...) and the SHA-256s above.
+FASHION_MNIST_GZ_MD5 = {
+    "official": {
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+    "debian": {
+        "train-images-idx3-ubyte.gz": "cf8536b0aa1a6ac5fa3f23001093305c",
+        "train-labels-idx1-ubyte.gz": "10bea18fdb374794d4bb42e356e600c9",
+        "t10k-images-idx3-ubyte.gz": "f78720b4224f21cce2f2ccf2d7a94c9a",
+        "t10k-labels-idx1-ubyte.gz": "0d30e22e447f3c33dab9ed536400ac01",
+    },
 }
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -56,17 +77,40 @@ def _display(path: Path) -> str:
         return str(path)
 
 
+def _source(folder: Path) -> str:
+    """Where data came from, without machine paths: ``debian``, a project-relative path,
+    ``$VGGBOOK_DATA/...``, or ``.../<folder name>`` for any other root."""
+    if folder == DEBIAN_FASHION_MNIST:
+        return "debian"
+    folder = Path(folder).resolve()
+    bases = [(PROJECT_DATA.parent, "")]
+    if env := os.environ.get("VGGBOOK_DATA"):
+        bases.append((Path(env).resolve(), "$VGGBOOK_DATA"))
+    for base, label in bases:
+        if folder.is_relative_to(base):
+            rel = folder.relative_to(base).as_posix()
+            return "/".join(p for p in (label, "" if rel == "." else rel) if p)
+    return f".../{folder.name}"
+
+
 def _downloads_allowed(download: bool | None) -> bool:
     return download if download is not None else os.environ.get("VGGBOOK_DOWNLOAD") == "1"
 
 
 class TensorImages(Dataset):
-    """Images held in memory as a uint8 tensor (N, H, W); items are (tv_tensors.Image, label)."""
+    """Images held in memory as a uint8 tensor (N, H, W); items are (tv_tensors.Image, label).
+    ``checksums`` maps each source file to its MD5 (for Fashion-MNIST, the ``.gz`` files)."""
 
     def __init__(
-        self, images: torch.Tensor, targets: torch.Tensor, classes: list[str], source: str
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        classes: list[str],
+        source: str,
+        checksums: dict[str, str] | None = None,
     ):
         self.data, self.targets, self.classes, self.source = images, targets, classes, source
+        self.checksums = dict(checksums or {})
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -80,10 +124,12 @@ class TensorImages(Dataset):
         return h.hexdigest()
 
 
-def _read_idx(path: Path, expected_sha256: str) -> np.ndarray:
+def _read_idx(path: Path, expected_sha256: str) -> tuple[np.ndarray, str]:
+    """The idx array of a .gz file whose content has the expected SHA-256, and the file's MD5."""
+    packed = path.read_bytes()
     try:
-        raw = gzip.open(path).read()
-    except (OSError, EOFError) as e:
+        raw = gzip.decompress(packed)
+    except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{_display(path)} is not a readable gzip file ({e}): replace it") from e
     digest = hashlib.sha256(raw).hexdigest()
     if digest != expected_sha256:
@@ -93,7 +139,8 @@ def _read_idx(path: Path, expected_sha256: str) -> np.ndarray:
         )
     ndim = raw[3]
     shape = np.frombuffer(raw, ">u4", count=ndim, offset=4)
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    array = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    return array, hashlib.md5(packed).hexdigest()
 
 
 def fashion_mnist_dirs(root: str | Path | None) -> list[Path]:
@@ -121,20 +168,20 @@ def _fashion_mnist(split: str, root, download) -> TensorImages:
             "*-ubyte.gz files "
             "into data/fashion-mnist/"
         )
-    images = _read_idx(folder / names[0], FASHION_MNIST_FILES[names[0]])
-    labels = _read_idx(folder / names[1], FASHION_MNIST_FILES[names[1]])
-    source = "debian" if folder == DEBIAN_FASHION_MNIST else _display(folder)
+    images, images_md5 = _read_idx(folder / names[0], FASHION_MNIST_FILES[names[0]])
+    labels, labels_md5 = _read_idx(folder / names[1], FASHION_MNIST_FILES[names[1]])
     return TensorImages(
         torch.from_numpy(images.copy()),
         torch.from_numpy(labels.astype(np.int64)),
         list(FASHION_MNIST_CLASSES),
-        source,
+        _source(folder),
+        {names[0]: images_md5, names[1]: labels_md5},
     )
 
 
 def _download_fashion_mnist(root) -> Path:
     target = Path(root) if root is not None else PROJECT_DATA / "fashion-mnist"
-    tmp = target.parent / ".fashion-mnist-download"
+    tmp = target / ".download"
     try:
         datasets.FashionMNIST(tmp, download=True)
     except Exception as e:
@@ -146,23 +193,26 @@ def _download_fashion_mnist(root) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for name in FASHION_MNIST_FILES:
         os.replace(tmp / "FashionMNIST" / "raw" / name, target / name)
+    shutil.rmtree(tmp, ignore_errors=True)  # the decompressed copies torchvision also made
     return target
 
 
-def _torchvision(name: str, factory: Callable, split: str, root, download):
+def _torchvision(name: str, factory: Callable, split: str, root, download, url: str):
     folder = Path(root) if root is not None else PROJECT_DATA / name
     allowed = _downloads_allowed(download)
+    archive = url.rsplit("/", 1)[-1]
     try:
         ds = factory(folder, split, allowed)
     except Exception as e:
         if allowed:
             raise DatasetNotFoundError(
-                f"{name}: torchvision's download into {_display(folder)} failed ({e}): "
-                f"place the extracted dataset there by hand (see torchvision.datasets)"
+                f"{name}: torchvision's download of {url} into {_display(folder)} failed ({e}): "
+                f"download {archive} by hand and extract it into {_display(folder)}/"
             ) from e
         raise DatasetNotFoundError(
             f"{name} not found in {_display(folder)} and downloads are not allowed: pass "
-            "download=True (--download, VGGBOOK_DOWNLOAD=1) or place the dataset there"
+            f"download=True (--download, VGGBOOK_DOWNLOAD=1) to fetch {url}, or extract "
+            f"{archive} into {_display(folder)}/"
         ) from e
     ds.source = f"torchvision {name}"
     return ds
@@ -172,16 +222,25 @@ def _cifar10(split, root, download):
     def factory(folder, split, dl):
         return datasets.CIFAR10(folder, train=split == "train", download=dl)
 
-    return _torchvision("cifar10", factory, split, root, download)
+    return _torchvision("cifar10", factory, split, root, download, datasets.CIFAR10.url)
 
 
-def _imagenette(split, root, download):
+def _imagenette(split, root, download, size: str = "320px"):
+    archives = datasets.Imagenette._ARCHIVES
+    if size not in archives:
+        raise ValueError(f"imagenette size must be one of {', '.join(archives)}, got {size!r}")
+    url = archives[size][0]
+
     def factory(folder, split, dl):
-        if dl and (folder / "imagenette2-320").exists():
+        if dl and (folder / url.rsplit("/", 1)[-1].removesuffix(".tgz")).exists():
             dl = False  # torchvision refuses to download over an existing copy
-        return datasets.Imagenette(folder, split=split, size="320px", download=dl)
+        return datasets.Imagenette(folder, split=split, size=size, download=dl)
 
-    return _torchvision("imagenette", factory, split, root, download)
+    return _torchvision("imagenette", factory, split, root, download, url)
+
+
+def _is_image_name(path: Path) -> bool:
+    return datasets.folder.has_file_allowed_extension(path.name, datasets.folder.IMG_EXTENSIONS)
 
 
 class CheckedImageFolder(datasets.ImageFolder):
@@ -190,9 +249,12 @@ class CheckedImageFolder(datasets.ImageFolder):
 
     def __init__(self, root: Path, *, verify: bool = True, skip_bad: bool = False):
         if not root.is_dir():
-            raise DatasetNotFoundError(f"no image folder at {_display(root)}: check the data root")
+            raise DatasetNotFoundError(
+                f"no image folder at {_display(root)}: check the data root, which must hold "
+                "train/<class>/<image> and val/<class>/<image>"
+            )
         for d in sorted(p for p in root.iterdir() if p.is_dir()):
-            if not any(f.is_file() for f in d.rglob("*")):
+            if not any(f.is_file() and _is_image_name(f) for f in d.rglob("*")):
                 raise DataError(
                     f"class folder {_display(d)} holds no images: remove it or add images"
                 )
@@ -214,10 +276,17 @@ class CheckedImageFolder(datasets.ImageFolder):
                     self.skipped.append(path)
             if self.skipped:
                 n = len(self.skipped)
-                warnings.warn(f"skipped {n} unreadable image(s) in {_display(root)}", stacklevel=2)
+                warnings.warn(f"skipped {n} unreadable image(s) in {_display(root)}", stacklevel=4)
             self.samples = self.imgs = good
             self.targets = [label for _, label in good]
-        self.source = _display(root)
+            left = set(self.targets)
+            for c, name in enumerate(self.classes):
+                if c not in left:
+                    raise DataError(
+                        f"class folder {_display(root / name)} holds no readable images "
+                        f"({n} skipped in all): replace them or remove the folder"
+                    )
+        self.source = _source(root)
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
@@ -252,17 +321,22 @@ def load_dataset(
     transform: Callable | None = None,
     skip_bad: bool = False,
     verify: bool = True,
+    **options,
 ) -> Dataset:
-    """A split ("train" or "val"; "test" means "val") of (image, label) pairs with ``.classes``."""
+    """A split ("train" or "val"; "test" means "val") of (image, label) pairs with ``.classes``.
+
+    ``download=None`` means: only if ``VGGBOOK_DOWNLOAD=1``. ``skip_bad`` and ``verify`` apply
+    to image folders; ``options`` go to the dataset's loader (imagenette: ``size="320px"``).
+    """
     if name not in REGISTRY:
         raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(REGISTRY)}")
     split = {"test": "val"}.get(split, split)
     if split not in ("train", "val"):
         raise ValueError(f"unknown split {split!r}: choose train or val")
     if REGISTRY[name] is _image_folder:
-        ds = _image_folder(split, root, download, skip_bad=skip_bad, verify=verify)
+        ds = _image_folder(split, root, download, skip_bad=skip_bad, verify=verify, **options)
     else:
-        ds = REGISTRY[name](split, root, download)
+        ds = REGISTRY[name](split, root, download, **options)
     return with_transform(ds, transform) if transform is not None else ds
 
 
@@ -275,7 +349,7 @@ class Transformed(Dataset):
 
     @property
     def targets(self):
-        return self.base.targets
+        return _targets(self.base)
 
     def __len__(self) -> int:
         return len(self.base)
@@ -297,7 +371,7 @@ class LabelledSubset(Dataset):
 
     def __init__(self, base: Dataset, indices: list[int]):
         self.base, self.indices, self.classes = base, indices, base.classes
-        self.targets = [int(_targets(base)[i]) for i in indices]
+        self.targets = _targets(base)[torch.as_tensor(indices, dtype=torch.long)].tolist()
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -310,7 +384,12 @@ class LabelledSubset(Dataset):
 
 
 def _targets(ds: Dataset) -> torch.Tensor:
-    return torch.as_tensor(ds.targets)
+    """All labels, from ``targets`` or (Imagenette) the (path, label) sample list."""
+    if hasattr(ds, "targets"):
+        return torch.as_tensor(ds.targets)
+    base = getattr(ds, "base", ds)  # a Transformed dataset
+    samples = base._samples if hasattr(base, "_samples") else base.samples
+    return torch.as_tensor([label for _, label in samples])
 
 
 def subset(ds: Dataset, n: int, seed: int = 0) -> Dataset:
@@ -362,10 +441,12 @@ def image_tensor(image) -> torch.Tensor:
 
 
 def pixels(ds: Dataset, n: int | None = None, seed: int = 0) -> torch.Tensor:
-    """RGB pixels of up to ``n`` images (grey replicated), as an (N_pixels, 3) tensor."""
+    """RGB pixels of up to ``n`` images drawn with ``seed`` (grey replicated), as an
+    (N_pixels, 3) tensor (float64 for in-memory grey data, where it is an expanded view)."""
     if isinstance(ds, TensorImages):
-        idx = torch.arange(len(ds)) if n is None else torch.randperm(len(ds))[:n]
-        return (ds.data[idx].float() / 255).reshape(-1, 1).expand(-1, 3)
+        gen = torch.Generator().manual_seed(seed)
+        idx = torch.arange(len(ds)) if n is None else torch.randperm(len(ds), generator=gen)[:n]
+        return (ds.data[idx].float() / 255).double().reshape(-1, 1).expand(-1, 3)
     order = list(range(len(ds)))
     random.Random(seed).shuffle(order)
     chunks = []
@@ -375,9 +456,9 @@ def pixels(ds: Dataset, n: int | None = None, seed: int = 0) -> torch.Tensor:
     return torch.cat(chunks)
 
 
-def mean_std(ds: Dataset, n: int | None = None) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std in [0, 1] units."""
-    p = pixels(ds, n).double()
+def mean_std(ds: Dataset, n: int | None = None, seed: int = 0) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std in [0, 1] units, over ``n`` images drawn with ``seed`` (or all)."""
+    p = pixels(ds, n, seed).double()
     return p.mean(0).tolist(), p.std(0).tolist()
 
 

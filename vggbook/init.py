@@ -103,3 +103,54 @@ def transfer_from(source: VGG, target: VGG) -> list[dict]:
             dst[name].bias.copy_(src[name].bias)
             report.append({"layer": name, "shape": tuple(dst[name].weight.shape)})
     return report
+
+
+def scheme_std(model: VGG, scheme: str) -> dict[str, float]:
+    """Each layer's weight std under a scheme, in closed form."""
+    if scheme.startswith("gaussian"):
+        return gaussian_stds(model, scheme)
+    stds = {}
+    for name, layer in weight_layers(model):
+        fan_out = layer.weight.shape[0] * layer.weight[0, 0].numel()
+        if scheme == "glorot":  # U(-a, a) with a = sqrt(6 / (fan_in + fan_out))
+            stds[name] = math.sqrt(2 / (fan_in(layer) + fan_out))
+        elif scheme == "kaiming":  # torchvision: He's fan-out normal for convs, N(0, 0.01) for FCs
+            stds[name] = math.sqrt(2 / fan_out) if isinstance(layer, nn.Conv2d) else 0.01
+        else:
+            raise ValueError(f"unknown init scheme {scheme!r}: choose one of {', '.join(SCHEMES)}")
+    return stds
+
+
+def variance_gains(model: VGG, scheme: str) -> dict[str, float]:
+    """Closed-form gain of each layer's output variance over its input's (He et al.):
+    fan-in x std^2, halved after the first layer because a ReLU zeroes half of a symmetric
+    input. Max-pooling, which raises the second moment, is left out."""
+    stds = scheme_std(model, scheme)
+    layers = weight_layers(model)
+    return {
+        name: fan_in(layer) * stds[name] ** 2 * (1.0 if i == 0 else 0.5)
+        for i, (name, layer) in enumerate(layers)
+    }
+
+
+def signal_propagation(model: VGG, x: torch.Tensor, labels: torch.Tensor) -> list[dict]:
+    """Forward and backward signals at initialisation: each weight layer's output std and its
+    weight-gradient norm for a cross-entropy loss, in eval mode (no dropout)."""
+    outputs: dict[str, float] = {}
+    layers = weight_layers(model)
+    hooks = [
+        layer.register_forward_hook(
+            lambda m, i, o, name=name: outputs.__setitem__(name, o.detach().std().item())
+        )
+        for name, layer in layers
+    ]
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    loss = nn.functional.cross_entropy(model(x), labels)
+    loss.backward()
+    for h in hooks:
+        h.remove()
+    return [
+        {"layer": name, "output_std": outputs[name], "grad_norm": layer.weight.grad.norm().item()}
+        for name, layer in layers
+    ]
