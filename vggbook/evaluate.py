@@ -227,6 +227,7 @@ def run_predictions(
     run_dir: str,
     protocol: str,
     *,
+    limit: int | None = None,
     data_root=None,
     download=None,
     batch_size: int = 64,
@@ -246,8 +247,9 @@ def run_predictions(
         augment.subtract_mean(load_config(run_dir)["mean_rgb"], profile.pixel_scale),
     )
     val = data.load_dataset(profile.dataset, "val", data_root, download)
-    if profile.limit_val:
-        val = data.subset(val, profile.limit_val, spec["seed"])
+    for n in (profile.limit_val, limit):  # the run's validation subset, then fewer if asked
+        if n:
+            val = data.subset(val, n, spec["seed"])
     probs, labels = predict(model, val, protocol, setting, batch_size=batch_size, progress=progress)
     info = {
         "protocol": protocol,
@@ -329,3 +331,16 @@ def evaluate_weights(
         "batch_norm": batch_norm,
         **errors(probs, labels),
     }
+
+
+def verdict(expected_lower: float, expected_higher: float, images: int) -> str:
+    """Whether an error rate the paper finds lower (percent) is lower on the book's numbers:
+    "reproduced" or "not reproduced" when the two differ by more than two standard errors of
+    an error rate over ``images`` images, "inconclusive" otherwise."""
+    p = (expected_lower + expected_higher) / 200
+    margin = 2 * 100 * (p * (1 - p) / images) ** 0.5
+    if expected_lower < expected_higher - margin:
+        return "reproduced"
+    if expected_lower > expected_higher + margin:
+        return "not reproduced"
+    return f"inconclusive (within {margin:.1f} points, two standard errors)"

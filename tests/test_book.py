@@ -1,0 +1,101 @@
+"""The book's chapters as documents: parameters, stored outputs, the report's glue keys."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTERS = sorted((ROOT / "book").glob("[0-9]*.ipynb"))
+MACHINE_PATH = re.compile(r"(/work/|/tmp/|/root/|/home/[a-z]|site-packages/)")
+
+
+def cells(path):
+    return [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+def glued_keys(path):
+    keys = set()
+    for c in cells(path):
+        for o in c.get("outputs", []):
+            scrap = o.get("metadata", {}).get("scrapbook", {})
+            if "name" in scrap:
+                keys.add(scrap["name"])
+    return keys
+
+
+def test_there_are_chapters():
+    assert [p.name[:2] for p in CHAPTERS] == ["01", "02", "03", "04", "05"]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_is_parameterised_and_stored_clean(path):
+    code = cells(path)
+    assert sum("parameters" in c["metadata"].get("tags", []) for c in code) == 1
+    counts = [c["execution_count"] for c in code if c["source"]]
+    assert None not in counts and counts == sorted(counts), "not run top to bottom"
+    for c in code:
+        for o in c.get("outputs", []):
+            assert o["output_type"] != "error"
+            text = json.dumps(o.get("text", "")) + json.dumps(
+                o.get("data", {}).get("text/plain", "")
+            )
+            assert not MACHINE_PATH.search(text), text[:200]
+            assert "FAIL " not in text
+
+
+def test_report_takes_every_book_figure_from_glue():
+    lines = (ROOT / "book" / "06_report.md").read_text().splitlines()
+    checked = 0
+    for i, line in enumerate(lines):
+        if not line.startswith("|---"):
+            continue
+        header = [c.strip() for c in lines[i - 1].strip("|").split("|")]
+        for row in lines[i + 1 :]:
+            if not row.startswith("|"):
+                break
+            for name, cell in zip(
+                header, [c.strip() for c in row.strip("|").split("|")], strict=True
+            ):
+                if name.startswith("book") and cell != "-" and not cell.startswith("chapter"):
+                    assert "{glue:text}" in cell, f"a figure typed by hand: {cell}"
+                    checked += 1
+    assert checked >= 10
+    refs = re.findall(r"\{glue:text\}`([^`]+)`", "\n".join(lines))
+    for ref in refs:
+        doc, key = ref.split("::")
+        assert key.split(":")[0] in glued_keys(ROOT / "book" / doc), f"{ref}: no such glue key"
+
+
+@pytest.mark.parametrize("chapter", ["01_architecture", "02_data_augmentation"])
+def test_chapter_runs_with_another_seed(tmp_path, chapter):
+    out = tmp_path / f"{chapter}.ipynb"
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            "--cwd",
+            str(ROOT / "book"),
+            "-k",
+            "python3",
+            str(ROOT / "book" / f"{chapter}.ipynb"),
+            str(out),
+            "-p",
+            "seed",
+            "1",
+            "-p",
+            "torchvision_check",
+            "False",
+            "--log-level",
+            "ERROR",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "PASS" in out.read_text()
