@@ -29,7 +29,7 @@ execute: venv data
 	rm -rf $(EXECUTED) && mkdir -p $(EXECUTED)/book
 	cp _config.yml _toc.yml references.bib $(EXECUTED)/
 	cp book/*.md $(EXECUTED)/book/
-	cp -r book/_static $(EXECUTED)/book/ 2>/dev/null || true
+	cp -r book/_ext $(EXECUTED)/book/
 	for nb in $(CHAPTERS); do \
 	  $(BIN)/papermill --cwd book -k python3 --log-level WARNING $$nb $(EXECUTED)/$$nb || exit 1; \
 	done
