@@ -20,16 +20,21 @@ def load_model(path: str | Path, map_location: str = "cpu") -> tuple[VGG, dict]:
         raise FileNotFoundError(f"no checkpoint at {ckpt_file}: train a run there first")
     ckpt = torch.load(ckpt_file, map_location=map_location, weights_only=False)
     spec = ckpt["run"]
+    model = model_for(spec)
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), spec
+
+
+def model_for(spec: dict) -> VGG:
+    """The (untrained) model a run spec describes."""
     p = spec["profile"]
-    model = build_vgg(
+    return build_vgg(
         spec["config"],
         p["num_classes"],
         width=p["width"],
         dropout=p["dropout"],
         image_size=p["crop"],
     )
-    model.load_state_dict(ckpt["model"])
-    return model.eval(), spec
 
 
 def load_metrics(run_dir: str | Path) -> list[dict]:

@@ -34,7 +34,7 @@ from .evaluate import accumulate, summarise, topk_correct
 from .init import initialise, transfer_from
 from .models import VGG, build_vgg, resolve_config
 from .profiles import Profile
-from .runs import CHECKPOINT, CONFIG, METRICS, load_model
+from .runs import CHECKPOINT, CONFIG, METRICS, load_model, model_for
 
 # Fields that may change when a run is resumed: they do not change what is computed.
 RESUMABLE = {"epochs", "workers"}
@@ -178,7 +178,7 @@ def make_datasets(profile: Profile, seed: int, data_root: str | None, download: 
     pca = (augment.IMAGENET_EIGVAL, augment.IMAGENET_EIGVEC) if profile.pca_lighting else None
     scale = profile.pixel_scale
     train_tf = augment.train_transform(
-        profile.crop, profile.scale, mean=mean, pca=pca, pixel_scale=scale
+        profile.crop, profile.scale, mean=mean, pca=pca, flip=profile.flip, pixel_scale=scale
     )
     val_tf = augment.eval_transform(profile.test_scale, profile.crop, mean=mean, pixel_scale=scale)
     return data.with_transform(train_raw, train_tf), data.with_transform(val_raw, val_tf), mean
@@ -187,13 +187,7 @@ def make_datasets(profile: Profile, seed: int, data_root: str | None, download: 
 def build_model(spec: dict, init: str, device: torch.device) -> tuple[VGG, list[dict]]:
     """The run's model, initialised by a scheme or by transfer from a net A run."""
     p = spec["profile"]
-    model = build_vgg(
-        spec["config"],
-        p["num_classes"],
-        width=p["width"],
-        dropout=p["dropout"],
-        image_size=p["crop"],
-    )
+    model = model_for(spec)
     report: list[dict] = []
     if init.startswith("transfer:"):
         initialise(model, "gaussian-width" if p["width"] != 1 else "gaussian")
