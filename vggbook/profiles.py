@@ -63,6 +63,18 @@ def _scaled(size: int, crop: int) -> int:
     return round(size * crop / paper.RECIPE["crop"])
 
 
+# What the one-GPU profiles share: half width, batch 128, Glorot, bf16 and channels_last.
+_ONE_GPU = dict(
+    width=0.5,
+    batch_size=128,
+    epochs=40,
+    patience=2,
+    init="glorot",
+    workers=8,
+    amp=True,
+    channels_last=True,
+)
+
 PROFILES = {
     "tiny": Profile(
         name="tiny",
@@ -94,14 +106,7 @@ PROFILES = {
         num_classes=10,
         crop=32,
         scale=(_scaled(256, 32), _scaled(512, 32)),
-        width=0.5,
-        batch_size=128,
-        epochs=40,
-        patience=2,
-        init="glorot",
-        workers=8,
-        amp=True,
-        channels_last=True,
+        **_ONE_GPU,
         deviations=(
             "data: CIFAR-10 (32 px) instead of ImageNet",
             "resolution: 32 px crops, S jittered in [37, 73] (every size scaled by crop/224)",
@@ -116,14 +121,7 @@ PROFILES = {
         num_classes=10,
         crop=128,
         scale=(_scaled(256, 128), _scaled(512, 128)),
-        width=0.5,
-        batch_size=128,
-        epochs=40,
-        patience=2,
-        init="glorot",
-        workers=8,
-        amp=True,
-        channels_last=True,
+        **_ONE_GPU,
         deviations=(
             "data: Imagenette (10 ImageNet classes) instead of the 1000",
             "resolution: 128 px crops, S jittered in [146, 293] (scaled by crop/224)",

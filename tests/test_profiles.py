@@ -1,0 +1,43 @@
+import json
+
+import pytest
+
+from vggbook import paper
+from vggbook.profiles import PROFILES, Profile, compare_with_paper, get_profile
+
+
+def test_imagenet_profile_is_the_papers_recipe():
+    p = get_profile("imagenet")
+    r = paper.RECIPE
+    assert (p.batch_size, p.lr, p.momentum, p.weight_decay, p.dropout, p.epochs, p.crop) == (
+        r["batch_size"],
+        r["lr"],
+        r["momentum"],
+        r["weight_decay"],
+        r["dropout"],
+        r["epochs"],
+        r["crop"],
+    )
+    assert p.width == 1.0 and p.max_decays == r["lr_decays"] and p.scale == 256
+
+
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_profiles_round_trip_and_state_deviations(name):
+    p = PROFILES[name]
+    assert Profile.from_dict(json.loads(json.dumps(p.as_dict()))) == p
+    assert p.deviations, "every profile says how it departs from the paper"
+    rows = compare_with_paper(p)
+    assert {r["setting"] for r in rows} >= {"batch size", "momentum", "weight decay", "epochs"}
+
+
+def test_small_profiles_scale_sizes_by_crop():
+    assert get_profile("tiny").scale == 37 and get_profile("cifar10").scale == (37, 73)
+    assert get_profile("imagenette").test_scale == (146 + 293) // 2
+
+
+def test_overrides_and_errors():
+    assert get_profile("tiny", epochs=3, lr=None).epochs == 3
+    with pytest.raises(ValueError, match="unknown profile 'huge'.*tiny, cifar10"):
+        get_profile("huge")
+    with pytest.raises(ValueError, match="unknown profile field"):
+        get_profile("tiny", colour="red")
