@@ -210,7 +210,7 @@ def test_eval_transform_shapes():
         (lambda: augment.train_transform(64, (37, 73)), "S=37 is below the crop 64"),
         (lambda: augment.train_transform(32, (73, 37)), "Smin=73 exceeds Smax=37"),
         (lambda: augment.train_transform(0, 37), "crop must be positive"),
-        (lambda: augment.eval_transform(30, 32), "S=30 is below the crop 32"),
+        (lambda: augment.eval_transform(30, 32), "Q=30 is below the crop 32"),
         (lambda: augment.PCALighting((1, 1, 1), torch.eye(3), std=-1), "non-negative"),
         (lambda: augment.train_transform(32, 31), "S=31 is below the crop 32"),
         (lambda: augment.train_transform(32, (37, 73), pca_std=-0.1), "non-negative"),

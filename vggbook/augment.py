@@ -85,11 +85,13 @@ def pca_from_dataset(ds, n: int | None = 2000) -> tuple[torch.Tensor, torch.Tens
     return eigval[order].clamp(min=0).float(), eigvec[:, order].float()
 
 
-def _check(crop: int, smin: int) -> None:
+def _check(crop: int, smin: int, name: str = "S") -> None:
     if crop < 1:
         raise ValueError(f"crop must be positive, got {crop}")
     if smin < crop:
-        raise ValueError(f"the smallest scale S={smin} is below the crop {crop}: use S >= crop")
+        raise ValueError(
+            f"the smallest scale {name}={smin} is below the crop {crop}: use {name} >= crop"
+        )
 
 
 def train_transform(
@@ -132,7 +134,7 @@ def eval_transform(
 ) -> v2.Compose:
     """The test pipeline: rescale the smallest side to Q, then a centre crop or the whole image."""
     if crop is not None:
-        _check(crop, q)
+        _check(crop, q, "Q")
     steps = [v2.ToImage(), v2.Resize(q)]
     steps += [v2.CenterCrop(crop)] if crop is not None else []
     steps += [v2.RGB(), v2.ToDtype(torch.float32, scale=True)]

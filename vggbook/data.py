@@ -298,7 +298,8 @@ class CheckedImageFolder(datasets.ImageFolder):
 def _image_folder(split, root, download, skip_bad=False, verify=True):
     if root is None:
         raise DatasetNotFoundError(
-            "imagenet needs a data root holding train/ and val/ class folders"
+            "an image-folder dataset (imagenet, imagefolder) needs a data root holding "
+            "train/ and val/ class folders: pass root= or --data-root"
         )
     return CheckedImageFolder(Path(root) / split, verify=verify, skip_bad=skip_bad)
 
