@@ -12,7 +12,7 @@ import torch
 from vggbook import train as train_mod
 from vggbook.profiles import get_profile
 from vggbook.runs import load_metrics, load_model
-from vggbook.train import NonFiniteLossError, RunDirError, train
+from vggbook.train import NonFiniteLossError, RunDirError, expected_decays, train
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = dict(width=0.125, batch_size=32, limit_train=192, limit_val=64, epochs=2, workers=0)
@@ -173,6 +173,8 @@ def test_lr_decays_only_at_plateaus_and_stops_after_three(tmp_path, monkeypatch)
         lrs[:4] == [0.01] * 4 and lrs[4] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-5)
     )
     assert len(history) == 11  # the fourth plateau ends the run
+    # the plateau rule recomputed from the validation top-1 alone agrees with the trainer
+    assert expected_decays([r["val_top1"] for r in history], 1) == [4, 7, 9, 11]
     assert state(tmp_path / "r")["stopped"]
 
 
@@ -299,3 +301,17 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path):
     s1, s2 = state(tmp_path / "one")["model"], state(tmp_path / "two")["model"]
     diff = sum((s2[k] - s1[k]).norm() ** 2 for k in s1) ** 0.5
     assert diff / sum(v.norm() ** 2 for v in s1.values()) ** 0.5 < 1e-3
+
+
+def test_curve_summary():
+    from vggbook.runs import curve_summary
+
+    history = [{"epoch": e, "val_top1": v} for e, v in enumerate([10, 12, 40, 72, 80], start=1)]
+    s = curve_summary(history, 70.0)
+    assert s == {
+        "epochs run": 5,
+        "final val top-1": 80,
+        "epochs to 70 %": 4,
+        "epochs stalled at chance": 2,
+    }
+    assert curve_summary(history[:2], 70.0)["epochs to 70 %"] is None

@@ -142,11 +142,6 @@ def eval_transform(
     return v2.Compose(steps)
 
 
-def as_image(x) -> tv_tensors.Image:
-    """Any image (PIL, array, tensor) as a torchvision image tensor."""
-    return v2.ToImage()(x)
-
-
 def sample_scales(scale: int | tuple[int, int], n: int) -> torch.Tensor:
     """``n`` draws of S from the training pipeline's own resize step (under torch's RNG)."""
     resize = train_transform(1, scale, pca=None, flip=False).transforms[1]

@@ -47,3 +47,17 @@ def load_metrics(run_dir: str | Path) -> list[dict]:
 
 def load_config(run_dir: str | Path) -> dict:
     return json.loads((Path(run_dir) / CONFIG).read_text())
+
+
+def curve_summary(history: list[dict], target_top1: float, chance_top1: float = 15.0) -> dict:
+    """How a run's validation top-1 went: epochs run, final value, the first epoch at
+    ``target_top1``, and the epochs spent at chance level (top-1 <= ``chance_top1``) at first."""
+    top1 = [r["val_top1"] for r in history]
+    reached = next((r["epoch"] for r in history if r["val_top1"] >= target_top1), None)
+    stalled = next((i for i, v in enumerate(top1) if v > chance_top1), len(top1))
+    return {
+        "epochs run": len(top1),
+        "final val top-1": top1[-1] if top1 else float("nan"),
+        f"epochs to {target_top1:g} %": reached,
+        "epochs stalled at chance": stalled,
+    }
