@@ -2,7 +2,8 @@
 (nothing is downloaded: Playwright is pointed at the system's Chromium).
 
 Each chapter page is served from ``_build/html`` on localhost and must load without console
-errors from the book itself, with every figure present and decoded, no error output rendered,
+errors and without asking for anything outside the book (MathJax included), with every
+formula typeset, every figure present and decoded, no error output rendered,
 and every table-of-contents link resolving. A screenshot per page goes to
 ``test-artifacts/screenshots``. Skipped, saying why, without Chromium or without a built book.
 """
@@ -14,7 +15,6 @@ import os
 import shutil
 import threading
 import urllib.request
-import warnings
 from pathlib import Path
 
 import pytest
@@ -86,9 +86,7 @@ def test_page_renders(server, browser, page_name):
         lambda m: m.type == "error" and errors.append(f"{m.text} @ {m.location.get('url')}"),
     )
     page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-    # The book must not need the network: requests elsewhere are refused, and only the book's
-    # own files count. One known exception remains: the theme loads MathJax from its CDN, so
-    # offline the formulas stay as TeX source; it is recorded, not failed.
+    # The book must not need the network: every request elsewhere is refused and fails the test.
     external = []
     page.route(
         "**/*",
@@ -100,12 +98,14 @@ def test_page_renders(server, browser, page_name):
     )
     response = page.goto(f"{server}/{page_name}.html", wait_until="networkidle")
     assert response.status == 200
-    own_errors = [e for e in errors if "ERR_FAILED" not in e or local in e]
-    assert own_errors == []
-    unexpected = [u for u in external if "mathjax" not in u]
-    assert unexpected == [], f"the page asks for outside resources: {unexpected[:3]}"
-    if external:
-        warnings.warn(f"{page_name}: outside resources refused: {external}", stacklevel=1)
+    assert external == [], f"the page asks for outside resources: {external[:3]}"
+    assert errors == []
+    formulas = len(page.query_selector_all("main .math"))
+    if formulas:  # MathJax (served from _static) typeset every formula
+        page.wait_for_function(
+            f"document.querySelectorAll('main mjx-container').length >= {formulas}", timeout=15000
+        )
+        assert page.query_selector_all("main mjx-merror") == []
     images = page.eval_on_selector_all(
         "main img", "els => els.map(e => [e.getAttribute('src'), e.complete && e.naturalWidth > 0])"
     )
