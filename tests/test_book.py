@@ -70,32 +70,58 @@ def test_report_takes_every_book_figure_from_glue():
         assert key.split(":")[0] in glued_keys(ROOT / "book" / doc), f"{ref}: no such glue key"
 
 
-@pytest.mark.parametrize("chapter", ["01_architecture", "02_data_augmentation"])
-def test_chapter_runs_with_another_seed(tmp_path, chapter):
-    out = tmp_path / f"{chapter}.ipynb"
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "papermill",
-            "--cwd",
-            str(ROOT / "book"),
-            "-k",
-            "python3",
-            str(ROOT / "book" / f"{chapter}.ipynb"),
-            str(out),
-            "-p",
-            "seed",
-            "1",
-            "-p",
-            "torchvision_check",
-            "False",
-            "--log-level",
-            "ERROR",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
+def run_chapter(chapter: str, out_dir: Path, **params) -> str:
+    """Execute a chapter with papermill under ``params``; its executed text (fails on error)."""
+    out = out_dir / f"{chapter}.ipynb"
+    args = [sys.executable, "-m", "papermill", "--cwd", str(ROOT / "book"), "-k", "python3"]
+    args += [str(ROOT / "book" / f"{chapter}.ipynb"), str(out), "--log-level", "ERROR"]
+    args += ["-y", json.dumps(params)]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, f"{chapter} failed under {params}: {p.stderr[-2000:]}"
+    return out.read_text()
+
+
+@pytest.mark.parametrize(
+    "chapter, params",
+    [("01_architecture", {"torchvision_check": False}), ("02_data_augmentation", {})],
+)
+def test_chapter_runs_with_another_seed(tmp_path, chapter, params):
+    assert "PASS" in run_chapter(chapter, tmp_path, seed=1, **params)
+
+
+def test_training_chapters_chain_under_other_parameters(tmp_path):
+    """Chapters 3, 4 and 5 on another seed and a small budget, each reading the runs the
+    previous one wrote in a directory of its own (as with runs trained elsewhere)."""
+    runs = tmp_path / "runs"
+    text = run_chapter(
+        "03_training",
+        tmp_path,
+        seed=1,
+        epochs=3,
+        limit_train=4000,
+        init="glorot",
+        run_dir=str(runs / "A"),
+        min_val_top1=50.0,
     )
-    assert p.returncode == 0, p.stderr[-2000:]
-    assert "PASS" in out.read_text()
+    assert "PASS" in text and "seed 1" in text
+    run_chapter(
+        "04_init_transfer",
+        tmp_path,
+        seed=1,
+        epochs=1,
+        limit_train=1000,
+        schemes=["glorot", "transfer"],
+        signal_configs=["D"],
+        net_a_run=str(runs / "A"),
+        run_root=str(runs / "init"),
+    )
+    assert {p.name for p in (runs / "init").iterdir()} == {"D-glorot", "D-transfer"}
+    text = run_chapter(
+        "05_evaluation",
+        tmp_path,
+        seed=1,
+        limit_images=20,
+        shallow_run=str(runs / "init" / "A-glorot"),
+        deep_runs=[str(runs / "init" / "D-glorot"), str(runs / "init" / "D-transfer")],
+    )
+    assert "PASS" in text and (runs / "init" / "A-glorot" / "checkpoint.pt").exists()
