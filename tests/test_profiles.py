@@ -41,3 +41,9 @@ def test_overrides_and_errors():
         get_profile("huge")
     with pytest.raises(ValueError, match="unknown profile field"):
         get_profile("tiny", colour="red")
+
+
+def test_scale_summary_names_the_budget():
+    tiny = get_profile("tiny", epochs=6, limit_train=8000)
+    assert tiny.scale_summary == "fashion-mnist, 32 px, width 0.25, 8,000 training images, 6 epochs"
+    assert "all training images" in get_profile("imagenet").scale_summary

@@ -315,3 +315,12 @@ def test_curve_summary():
         "epochs stalled at chance": 2,
     }
     assert curve_summary(history[:2], 70.0)["epochs to 70 %"] is None
+
+
+def test_default_run_dir_names_every_setting():
+    from vggbook.runs import default_run_dir
+
+    assert default_run_dir("runs", "tiny", "A") == Path("runs/tiny/A")
+    assert default_run_dir("runs", "tiny", "A", seed=1, epochs=None) == Path("runs/tiny/A-seed1")
+    named = default_run_dir("r", "imagenette", "D", init="transfer:../runs/tiny/A", seed=0)
+    assert named == Path("r/imagenette/D-inittransfer.._runs_tiny_A-seed0")

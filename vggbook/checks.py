@@ -13,3 +13,8 @@ def check(claim: str, ok: bool, detail: str = "") -> None:
     if not ok:
         raise ClaimFailed(f"FAIL {line}")
     print(f"PASS {line}")
+
+
+def status(ok: bool, reproduced: str = "reproduced", otherwise: str = "not reproduced") -> str:
+    """A claim's status for the report, from the same condition its check tests."""
+    return reproduced if ok else otherwise

@@ -49,6 +49,13 @@ class Profile:
             raise ValueError(f"unknown profile field(s) {sorted(unknown)}")
         return dataclasses.replace(self, **changes)
 
+    @property
+    def scale_summary(self) -> str:
+        """The run's scale in one phrase, for the report: data, size, width, budget."""
+        images = f"{self.limit_train:,}" if self.limit_train else "all"
+        size = f"{self.crop} px, width {self.width:g}"
+        return f"{self.dataset}, {size}, {images} training images, {self.epochs} epochs"
+
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -12,6 +12,13 @@ from .models import VGG, build_vgg
 CHECKPOINT, METRICS, CONFIG = "checkpoint.pt", "metrics.jsonl", "config.json"
 
 
+def default_run_dir(root: str | Path, profile: str, config: str, **settings) -> Path:
+    """``root/profile/config``, suffixed by every setting given a value (``seed=1`` adds
+    ``-seed1``), so that runs under different settings never share a directory."""
+    name = "-".join([config] + [f"{k}{v}" for k, v in settings.items() if v is not None])
+    return Path(root) / profile / name.replace(":", "").replace("/", "_")
+
+
 def load_model(path: str | Path, map_location: str = "cpu") -> tuple[VGG, dict]:
     """A trained model and its run spec from a run directory or a checkpoint file."""
     path = Path(path)
