@@ -45,6 +45,7 @@ site: venv
 # Re-execute the chapters in place: refresh the outputs committed with them (a deliberate act).
 outputs: venv data
 	for nb in $(CHAPTERS); do $(BIN)/papermill --cwd book -k python3 $$nb $$nb || exit 1; done
+	$(BIN)/nbstripout --keep-output --keep-count --keep-id $(CHAPTERS)
 
 test: lint unit nbval browser
 

@@ -35,6 +35,7 @@ def test_there_are_chapters():
 def test_chapter_is_parameterised_and_stored_clean(path):
     code = cells(path)
     assert sum("parameters" in c["metadata"].get("tags", []) for c in code) == 1
+    assert "widgets" not in json.loads(path.read_text())["metadata"], "make outputs strips it"
     counts = [c["execution_count"] for c in code if c["source"]]
     assert None not in counts and counts == sorted(counts), "not run top to bottom"
     for c in code:

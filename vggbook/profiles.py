@@ -35,7 +35,9 @@ class Profile:
     pixel_scale: float = 255.0  # inputs in 0-255 units minus the mean RGB, as in Caffe
     amp: bool = False  # bf16 autocast, CUDA only
     channels_last: bool = False  # CUDA only
-    deviations: tuple[str, ...] = field(default_factory=tuple)
+    notes: tuple[str, ...] = field(
+        default_factory=tuple
+    )  # why it departs; figures come from fields
 
     @property
     def test_scale(self) -> int:
@@ -48,6 +50,39 @@ class Profile:
         if unknown:
             raise ValueError(f"unknown profile field(s) {sorted(unknown)}")
         return dataclasses.replace(self, **changes)
+
+    @property
+    def deviations(self) -> tuple[str, ...]:
+        """How the profile departs from the paper's recipe (Sec. 3.1), read off its fields, then
+        its notes: an override (``epochs=3``) shows up here."""
+        r = paper.RECIPE
+        found = []
+        if self.dataset != "imagenet":
+            found.append(f"data: {self.dataset} ({self.num_classes} classes) instead of ImageNet")
+        if self.crop != r["crop"]:
+            s = self.scale if isinstance(self.scale, int) else f"[{self.scale[0]}, {self.scale[1]}]"
+            found.append(
+                f"resolution: {self.crop} px crops, S = {s}, "
+                f"every size scaled by {self.crop}/{r['crop']}"
+            )
+        if self.width != 1.0:
+            found.append(f"width: every layer at {self.width:g} of the paper's channels")
+        if self.batch_size != r["batch_size"]:
+            found.append(f"batch {self.batch_size} instead of {r['batch_size']}")
+        for split, limit in (("training", self.limit_train), ("validation", self.limit_val)):
+            if limit:
+                found.append(f"a {limit:,}-image {split} subset")
+        if self.epochs != r["epochs"]:
+            found.append(f"{self.epochs} epochs at most instead of {r['epochs']}")
+        found.append(f"lr patience {self.patience} epoch(s) (the paper does not state one)")
+        if self.init != "gaussian":
+            found.append(f"init: {self.init} instead of the paper's Gaussian (see chapter 4)")
+        off = [n for n, on in (("flips", self.flip), ("PCA lighting", self.pca_lighting)) if not on]
+        if off:
+            found.append(f"augmentation without {' or '.join(off)}")
+        if self.amp or self.channels_last:
+            found.append("bf16 autocast and channels_last on GPUs (the paper trained in fp32)")
+        return (*found, *self.notes)
 
     @property
     def scale_summary(self) -> str:
@@ -63,7 +98,7 @@ class Profile:
     def from_dict(cls, d: dict) -> Profile:
         """The inverse of ``as_dict`` after a JSON round trip."""
         scale = d["scale"] if isinstance(d["scale"], int) else tuple(d["scale"])
-        return cls(**{**d, "scale": scale, "deviations": tuple(d["deviations"])})
+        return cls(**{**d, "scale": scale, "notes": tuple(d["notes"])})
 
 
 def _scaled(size: int, crop: int) -> int:
@@ -97,14 +132,10 @@ PROFILES = {
         limit_train=16000,
         limit_val=2000,
         workers=0,
-        deviations=(
-            "data: Fashion-MNIST (28 px grey, replicated to RGB) instead of ImageNet",
-            "resolution: 32 px crops; S = 37 (256 x 32/224), every size scaled by crop/224",
-            "width: every layer at 1/4 of the paper's channels",
-            "batch 64 instead of 256: more steps per epoch on a small subset",
-            "a 16,000-image training subset, 2,000 validation images, 15 epochs at most",
-            "lr patience 1 epoch (the paper does not state one)",
-            "init: N(0, 0.01) corrected for the width (see chapter 4)",
+        notes=(
+            "Fashion-MNIST is grey: its one channel is replicated to RGB",
+            "a smaller batch gives more steps per epoch on a small subset",
+            "gaussian-width is the paper's N(0, 0.01) corrected for the width",
         ),
     ),
     "cifar10": Profile(
@@ -114,12 +145,9 @@ PROFILES = {
         crop=32,
         scale=(_scaled(256, 32), _scaled(512, 32)),
         **_ONE_GPU,
-        deviations=(
-            "data: CIFAR-10 (32 px) instead of ImageNet",
-            "resolution: 32 px crops, S jittered in [37, 73] (every size scaled by crop/224)",
-            "width: every layer at 1/2 of the paper's channels",
-            "batch 128, 40 epochs at most: one GPU in under an hour",
-            "init: Glorot (the paper's post-submission remark): deep configs train from scratch",
+        notes=(
+            "sized for one GPU in under an hour",
+            "Glorot (the paper's post-submission remark): deep configs train from scratch",
         ),
     ),
     "imagenette": Profile(
@@ -129,12 +157,10 @@ PROFILES = {
         crop=128,
         scale=(_scaled(256, 128), _scaled(512, 128)),
         **_ONE_GPU,
-        deviations=(
-            "data: Imagenette (10 ImageNet classes) instead of the 1000",
-            "resolution: 128 px crops, S jittered in [146, 293] (scaled by crop/224)",
-            "width: every layer at 1/2 of the paper's channels",
-            "batch 128, 40 epochs at most: one GPU in under an hour",
-            "init: Glorot (the paper's post-submission remark)",
+        notes=(
+            "Imagenette: ten easy ImageNet classes",
+            "sized for one GPU in under an hour",
+            "Glorot (the paper's post-submission remark): deep configs train from scratch",
         ),
     ),
     "imagenet": Profile(
@@ -149,10 +175,6 @@ PROFILES = {
         workers=8,
         amp=True,
         channels_last=True,
-        deviations=(
-            "bf16 autocast and channels_last on GPUs (the paper trained in fp32 on 4 Titan Blacks)",
-            "lr patience 2 epochs (the paper does not state one)",
-        ),
     ),
 }
 
