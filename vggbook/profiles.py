@@ -105,17 +105,30 @@ def _scaled(size: int, crop: int) -> int:
     return round(size * crop / paper.RECIPE["crop"])
 
 
-# What the one-GPU profiles share: half width, batch 128, Glorot, bf16 and channels_last.
-_ONE_GPU = dict(
-    width=0.5,
-    batch_size=128,
-    epochs=40,
-    patience=2,
-    init="glorot",
-    workers=8,
-    amp=True,
-    channels_last=True,
-)
+def _one_gpu(dataset: str, crop: int, *notes: str) -> Profile:
+    """A ten-class profile for one GPU: half width, batch 128, S jittered over the paper's
+    [256, 512] scaled to the crop, Glorot, bf16 and channels_last."""
+    return Profile(
+        name=dataset,
+        dataset=dataset,
+        num_classes=10,
+        crop=crop,
+        scale=(_scaled(256, crop), _scaled(512, crop)),
+        width=0.5,
+        batch_size=128,
+        epochs=40,
+        patience=2,
+        init="glorot",
+        workers=8,
+        amp=True,
+        channels_last=True,
+        notes=(
+            *notes,
+            "sized for one GPU in under an hour",
+            "Glorot (the paper's post-submission remark): deep configs train from scratch",
+        ),
+    )
+
 
 PROFILES = {
     "tiny": Profile(
@@ -138,31 +151,8 @@ PROFILES = {
             "gaussian-width is the paper's N(0, 0.01) corrected for the width",
         ),
     ),
-    "cifar10": Profile(
-        name="cifar10",
-        dataset="cifar10",
-        num_classes=10,
-        crop=32,
-        scale=(_scaled(256, 32), _scaled(512, 32)),
-        **_ONE_GPU,
-        notes=(
-            "sized for one GPU in under an hour",
-            "Glorot (the paper's post-submission remark): deep configs train from scratch",
-        ),
-    ),
-    "imagenette": Profile(
-        name="imagenette",
-        dataset="imagenette",
-        num_classes=10,
-        crop=128,
-        scale=(_scaled(256, 128), _scaled(512, 128)),
-        **_ONE_GPU,
-        notes=(
-            "Imagenette: ten easy ImageNet classes",
-            "sized for one GPU in under an hour",
-            "Glorot (the paper's post-submission remark): deep configs train from scratch",
-        ),
-    ),
+    "cifar10": _one_gpu("cifar10", 32),
+    "imagenette": _one_gpu("imagenette", 128, "Imagenette: ten easy ImageNet classes"),
     "imagenet": Profile(
         name="imagenet",
         dataset="imagenet",
