@@ -324,3 +324,16 @@ def test_default_run_dir_names_every_setting():
     assert default_run_dir("runs", "tiny", "A", seed=1, epochs=None) == Path("runs/tiny/A-seed1")
     named = default_run_dir("r", "imagenette", "D", init="transfer:../runs/tiny/A", seed=0)
     assert named == Path("r/imagenette/D-inittransfer.._runs_tiny_A-seed0")
+
+
+def test_outcome_names_how_a_run_ended():
+    from vggbook.runs import outcome
+
+    assert [outcome(t) for t in (10.0, 15.0, 40.0, 60.0, 78.6)] == [
+        "stalls",
+        "stalls",
+        "trains partly",
+        "trains partly",
+        "trains",
+    ]
+    assert outcome(90.0, diverged=True) == "diverges"

@@ -56,7 +56,23 @@ def load_config(run_dir: str | Path) -> dict:
     return json.loads((Path(run_dir) / CONFIG).read_text())
 
 
-def curve_summary(history: list[dict], target_top1: float, chance_top1: float = 15.0) -> dict:
+# Validation top-1 (%) of a ten-class run: at or below CHANCE_TOP1 it has not left chance level
+# (10 %); above TRAINED_TOP1 it has trained.
+CHANCE_TOP1, TRAINED_TOP1 = 15.0, 60.0
+
+
+def outcome(final_top1: float, diverged: bool = False) -> str:
+    """How a run ended: "diverges", "stalls" (at chance), "trains" or "trains partly"."""
+    if diverged:
+        return "diverges"
+    if final_top1 <= CHANCE_TOP1:
+        return "stalls"
+    return "trains" if final_top1 > TRAINED_TOP1 else "trains partly"
+
+
+def curve_summary(
+    history: list[dict], target_top1: float, chance_top1: float = CHANCE_TOP1
+) -> dict:
     """How a run's validation top-1 went: epochs run, final value, the first epoch at
     ``target_top1``, and the epochs spent at chance level (top-1 <= ``chance_top1``) at first."""
     top1 = [r["val_top1"] for r in history]
