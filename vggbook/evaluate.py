@@ -54,7 +54,7 @@ def accumulate(
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    for x, y in tqdm(loader, desc="eval", leave=False, disable=not progress):
+    for x, y in tqdm(loader, desc="eval", leave=False, mininterval=2, disable=not progress):
         x = x.to(device, non_blocking=True, memory_format=fmt)
         y = y.to(device, non_blocking=True)
         with torch.autocast(

@@ -368,7 +368,14 @@ def train_one_epoch(
     fmt = torch.channels_last if profile.channels_last and cuda else torch.contiguous_format
     net.train()
     sums = torch.zeros(4, dtype=torch.float64, device=device)
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not (progress and dist.main))
+    # mininterval 2 s: few messages, for a notebook client's output queue drops them past ~1000
+    bar = tqdm(
+        loader,
+        desc=f"epoch {epoch + 1}",
+        leave=False,
+        mininterval=2,
+        disable=not (progress and dist.main),
+    )
     for step, (x, y) in enumerate(bar):
         x = x.to(device, non_blocking=True, memory_format=fmt)
         y = y.to(device, non_blocking=True)
