@@ -1,4 +1,5 @@
 import math
+import random
 
 import numpy as np
 import pytest
@@ -246,3 +247,120 @@ def test_stages_for_pictures():
         "colour shift",
         "mean subtracted",
     ]
+
+
+def old_mean_rgb(ds, n=None):
+    """The mean RGB as computed before streaming: every pixel gathered as float32, then float64."""
+    return data.pixels(ds, n).double().mean(0).tolist()
+
+
+@pytest.fixture
+def png_folder(tmp_path):
+    """An ImageFolder tree train/<a, b>/ of lossless RGB PNGs of two sizes (so that a mean over
+    images rather than pixels would differ), and the same pixels as (H, W, 3) uint8 arrays."""
+    rng = np.random.default_rng(1)
+    arrays = []
+    for c, (h, w), brighter in (("a", (7, 9), 0), ("b", (12, 10), 60)):
+        (tmp_path / "train" / c).mkdir(parents=True)
+        for i in range(4):
+            # channels centred apart (R dark, G bright) so that a channel mix-up shows
+            x = rng.integers(0, 192, (h, w, 3)) // np.array([4, 1, 2]) + brighter
+            x = x.astype(np.uint8)
+            Image.fromarray(x, "RGB").save(tmp_path / "train" / c / f"{i}.png")
+            arrays.append(x)
+    return tmp_path, arrays
+
+
+def test_mean_rgb_equals_float64_reference_on_in_memory_grey_images():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (13, 5, 6), dtype=torch.uint8, generator=g)
+    ds = data.TensorImages(images, torch.zeros(13).long(), ["x"], "t")
+    reference = images.double().mean().item() / 255
+    assert augment.mean_rgb(ds) == pytest.approx((reference,) * 3, abs=1e-12, rel=0)
+    # the old float32-then-float64 gather agrees to its float32 rounding of x / 255
+    assert augment.mean_rgb(ds) == pytest.approx(old_mean_rgb(ds), abs=1e-7, rel=0)
+    # n: the same images as data.pixels draws (seed 0), not the first n
+    drawn = images[torch.randperm(13, generator=torch.Generator().manual_seed(0))[:4]]
+    expected = drawn.double().mean().item() / 255
+    assert augment.mean_rgb(ds, n=4) == pytest.approx((expected,) * 3, abs=1e-12, rel=0)
+    assert augment.mean_rgb(ds, n=4) == pytest.approx(old_mean_rgb(ds, 4), abs=1e-7, rel=0)
+    assert expected != pytest.approx(images[:4].double().mean().item() / 255, abs=1e-6)
+
+
+def test_mean_rgb_equals_float64_reference_on_an_image_folder(png_folder):
+    root, arrays = png_folder
+    ds = data.load_dataset("imagefolder", "train", root)
+    flat = np.concatenate([a.reshape(-1, 3) for a in arrays]).astype(np.float64)
+    reference = tuple((flat.sum(0) / len(flat) / 255).tolist())
+    assert augment.mean_rgb(ds) == pytest.approx(reference, abs=1e-12, rel=0)
+    assert augment.mean_rgb(ds) == pytest.approx(old_mean_rgb(ds), abs=1e-7, rel=0)
+    # weighted by pixels, not by images, and the channels in order
+    per_image = np.mean([a.reshape(-1, 3).mean(0) for a in arrays], 0) / 255
+    assert np.abs(np.array(reference) - per_image).max() > 1e-3
+    assert reference[0] < reference[2] < reference[1]
+
+    # n images drawn as data.pixels draws them: the first n of a shuffle with seed 0
+    def mean_of(indices):
+        flat = np.concatenate([arrays[i].reshape(-1, 3) for i in indices]).astype(np.float64)
+        return tuple(flat.mean(0) / 255)
+
+    order = list(range(len(arrays)))
+    random.Random(0).shuffle(order)
+    assert augment.mean_rgb(ds, n=3) == pytest.approx(mean_of(order[:3]), abs=1e-12, rel=0)
+    assert augment.mean_rgb(ds, n=3) == pytest.approx(old_mean_rgb(ds, 3), abs=1e-7, rel=0)
+    assert augment.mean_rgb(ds, n=3) != pytest.approx(mean_of(range(3)), abs=1e-6)
+    # through the wrappers: a subset (all of it, and n of it), a uint8 transform, a float
+    # transform (float64 sums)
+    sub = data.LabelledSubset(ds, [1, 5, 6, 2])
+    assert augment.mean_rgb(sub) == pytest.approx(mean_of([1, 5, 6, 2]), abs=1e-12, rel=0)
+    order = list(range(4))
+    random.Random(0).shuffle(order)
+    picked = [sub.indices[i] for i in order[:2]]
+    assert augment.mean_rgb(sub, n=2) == pytest.approx(mean_of(picked), abs=1e-12, rel=0)
+    assert augment.mean_rgb(sub, n=2) != pytest.approx(mean_of(order[:2]), abs=1e-6)
+    as_uint8 = data.with_transform(ds, v2.PILToTensor())
+    assert augment.mean_rgb(as_uint8) == pytest.approx(reference, abs=1e-12, rel=0)
+    as_float = data.with_transform(ds, v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, True)]))
+    assert augment.mean_rgb(as_float) == pytest.approx(reference, abs=1e-7, rel=0)
+
+
+def test_mean_rgb_streams_instead_of_gathering_pixels(monkeypatch, png_folder):
+    def gather(*args, **kwargs):
+        raise AssertionError("data.pixels gathers every pixel")
+
+    folder = data.load_dataset("imagefolder", "train", png_folder[0])
+    grey_images = data.TensorImages(
+        torch.arange(60, dtype=torch.uint8).reshape(5, 3, 4), torch.zeros(5).long(), ["x"], "t"
+    )
+    expected = [old_mean_rgb(ds) for ds in (folder, grey_images)]
+    monkeypatch.setattr(data, "pixels", gather)
+    with pytest.raises(AssertionError, match="gathers"):
+        old_mean_rgb(folder)
+    for ds, old in zip((folder, grey_images), expected, strict=True):
+        assert augment.mean_rgb(ds) == pytest.approx(old, abs=1e-7, rel=0)
+        assert augment.mean_rgb(ds, n=2) == augment.mean_rgb(ds, n=2)
+
+
+def test_mean_rgb_replicates_grey():
+    class Mixed(torch.utils.data.Dataset):
+        """A grey PIL image (all 10) and an RGB one (20, 40, 60), each 2 x 3 pixels."""
+
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            if i == 0:
+                return Image.fromarray(np.full((2, 3), 10, np.uint8), "L"), 0
+            return Image.fromarray(np.full((2, 3, 3), (20, 40, 60), np.uint8), "RGB"), 0
+
+    # the grey image counts as (10, 10, 10): (10 + 20) / 2, (10 + 40) / 2, (10 + 60) / 2
+    assert augment.mean_rgb(Mixed()) == pytest.approx((15 / 255, 25 / 255, 35 / 255), abs=1e-15)
+    images = torch.full((2, 4, 4), 51, dtype=torch.uint8)
+    ds = data.TensorImages(images, torch.zeros(2).long(), ["x"], "t")
+    assert augment.mean_rgb(ds) == (0.2, 0.2, 0.2)
+
+
+def test_mean_rgb_of_nothing_is_an_error():
+    ds = data.TensorImages(torch.zeros(0, 4, 4, dtype=torch.uint8), torch.zeros(0), ["x"], "t")
+    with pytest.raises(ValueError, match="no pixels"):
+        augment.mean_rgb(ds)

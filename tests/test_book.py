@@ -127,3 +127,25 @@ def test_training_chapters_chain_under_other_parameters(tmp_path):
         deep_runs=[str(runs / "init" / "D-glorot"), str(runs / "init" / "D-transfer")],
     )
     assert "PASS" in text and (runs / "init" / "A-glorot" / "checkpoint.pt").exists()
+
+
+def test_a_chapter_given_a_missing_run_says_so_in_its_first_cells(tmp_path):
+    """One line naming the parameter and what produces the run, before any work is done."""
+    out = tmp_path / "05.ipynb"
+    args = [sys.executable, "-m", "papermill", "--cwd", str(ROOT / "book"), "-k", "python3"]
+    args += [str(ROOT / "book" / "05_evaluation.ipynb"), str(out), "--log-level", "ERROR"]
+    args += ["-y", json.dumps({"deep_runs": [str(tmp_path / "no-such-run")]})]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert p.returncode != 0
+    failed = [
+        (i, o)
+        for i, c in enumerate(cells(out))
+        for o in c.get("outputs", [])
+        if o["output_type"] == "error"
+    ]
+    assert len(failed) == 1 and failed[0][0] <= 2, failed
+    error = failed[0][1]
+    assert error["traceback"] == [
+        f"RunDirError: deep_runs: no trained run at {tmp_path / 'no-such-run'}: "
+        "chapter 4 (book/04_init_transfer.ipynb: runs/tiny/init/D-SCHEME) produces it"
+    ]

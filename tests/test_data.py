@@ -359,3 +359,72 @@ def test_loader_in_process_follows_torch_manual_seed(augmented):
         torch.manual_seed(global_seed)
         batches.append(first_batch(augmented, 7, workers=0)[0])
     assert torch.equal(batches[0], batches[1]) and not torch.equal(batches[0], batches[2])
+
+
+class ArrayImages(torch.utils.data.Dataset):
+    """CIFAR-10's layout: a uint8 (N, H, W, 3) numpy ``data`` array, PIL images as items."""
+
+    def __init__(self, array, transform=None):
+        self.data, self.transform, self.reads = array, transform, 0
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        image = Image.fromarray(self.data[i])
+        return (self.transform(image) if self.transform else image), 0
+
+
+def test_channel_sums_exact_and_in_bounded_blocks(monkeypatch, folder):
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 256, (11, 4, 5, 3), dtype=np.uint8)
+    grey = torch.from_numpy(rng.integers(0, 256, (9, 6, 7), dtype=np.uint8))
+    tensor_images = data.TensorImages(grey, torch.zeros(9).long(), ["x"], "t")
+    monkeypatch.setattr(data, "CHUNK_VALUES", 100)  # 1 CIFAR-like image, 2 grey ones a block
+    for ds, sizes in ((ArrayImages(array), {60}), (tensor_images, {84, 42})):
+        assert {b.numel() for b in data._blocks(ds, None)} == sizes
+    # the array fast path reads no item; its sums are exact integers
+    cifar = ArrayImages(array)
+    sums, count = data.channel_sums(cifar)
+    assert cifar.reads == 0 and sums.dtype == torch.int64 and count == 11 * 20
+    assert sums.tolist() == array.reshape(-1, 3).sum(0, dtype=np.int64).tolist()
+    picked = array[[2, 7]].reshape(-1, 3).sum(0, dtype=np.int64)
+    assert data.channel_sums(cifar, [2, 7])[0].tolist() == picked.tolist()
+    # a dataset with a transform is read item by item (the array is not what it gives)
+    flipped = ArrayImages(array, transform=lambda im: im.transpose(Image.FLIP_LEFT_RIGHT))
+    assert data.channel_sums(flipped)[0].tolist() == sums.tolist() and flipped.reads == 11
+    # grey: R = G = B, and a subset maps to the base's images
+    g_sums, g_count = data.channel_sums(data.LabelledSubset(tensor_images, [8, 0, 3]))
+    assert g_sums.tolist() == [int(grey[[8, 0, 3]].long().sum())] * 3 and g_count == 3 * 42
+    # image folders: one image per block, its decoded pixels
+    ds = load_dataset("imagefolder", "train", folder)
+    assert [b.shape for b in data._blocks(ds, None)] == [(3, 20 * 24)] * len(ds)
+    decoded = np.concatenate([np.asarray(Image.open(p).convert("RGB")) for p, _ in ds.samples])
+    sums, count = data.channel_sums(ds)
+    assert sums.tolist() == decoded.reshape(-1, 3).sum(0, dtype=np.int64).tolist()
+    assert count == 6 * 20 * 24
+
+
+def test_mean_std_streams_and_matches_float64_reference(monkeypatch, folder):
+    ds = load_dataset("imagefolder", "train", folder)
+    decoded = np.concatenate([np.asarray(Image.open(p).convert("RGB")) for p, _ in ds.samples])
+    flat = decoded.reshape(-1, 3).astype(np.float64) / 255
+    monkeypatch.setattr(data, "pixels", lambda *a, **k: pytest.fail("gathered every pixel"))
+    mean, std = data.mean_std(ds)
+    np.testing.assert_allclose(mean, flat.mean(0), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(std, flat.std(0, ddof=1), rtol=0, atol=1e-12)
+    # float images (a transform to [0, 1]): float64 sums, to float32's precision
+    as_float = data.with_transform(
+        ds, lambda im: torch.from_numpy(np.array(im)).permute(2, 0, 1).float() / 255
+    )
+    assert data.channel_sums(as_float)[0].dtype == torch.float64
+    f_mean, f_std = data.mean_std(as_float)
+    np.testing.assert_allclose(f_mean, flat.mean(0), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(f_std, flat.std(0, ddof=1), rtol=0, atol=1e-7)
+    # grey in-memory images: the same mean and std in every channel
+    grey = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (5, 3, 4), dtype=np.uint8))
+    g_mean, g_std = data.mean_std(data.TensorImages(grey, torch.zeros(5).long(), ["x"], "t"))
+    values = grey.double().flatten() / 255
+    assert g_mean == pytest.approx([values.mean().item()] * 3, abs=1e-12, rel=0)
+    assert g_std == pytest.approx([values.std().item()] * 3, abs=1e-12, rel=0)

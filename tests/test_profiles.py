@@ -1,4 +1,6 @@
+import dataclasses
 import json
+import re
 
 import pytest
 
@@ -63,3 +65,77 @@ def test_deviations_follow_the_fields():
     )
     paper_like = get_profile("imagenet", amp=False, channels_last=False).deviations
     assert paper_like == ("lr patience 2 epoch(s) (the paper does not state one)",)
+
+
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_every_profile_is_valid(name):
+    p = PROFILES[name]
+    assert Profile(**{f.name: getattr(p, f.name) for f in dataclasses.fields(p)}) == p
+    assert p.name == name
+
+
+# One or more impossible values for every field, and the form each field expects.
+IMPOSSIBLE = [
+    ("name", "", "a non-empty string"),
+    ("dataset", None, "a non-empty string"),
+    ("num_classes", 0, "an integer >= 1"),
+    ("num_classes", 10.0, "an integer >= 1"),
+    ("crop", 0, "an integer >= 1"),
+    ("crop", True, "an integer >= 1"),
+    ("scale", 31, "S >= crop (32) as an integer or a range [Smin, Smax] with Smin <= Smax"),
+    ("scale", [37], "S >= crop (32)"),
+    ("scale", (73, 37), "S >= crop (32)"),
+    ("scale", (16, 73), "S >= crop (32)"),
+    ("scale", (37, 73, 100), "S >= crop (32)"),
+    ("scale", "37", "S >= crop (32)"),
+    ("width", "wide", "a positive finite number"),
+    ("width", 0, "a positive finite number"),
+    ("width", float("inf"), "a positive finite number"),
+    ("batch_size", 0, "an integer >= 1"),
+    ("batch_size", 32.0, "an integer >= 1"),
+    ("lr", 0, "a positive finite number"),
+    ("lr", float("nan"), "a positive finite number"),
+    ("momentum", 1.0, "a number in [0, 1)"),
+    ("momentum", -0.1, "a number in [0, 1)"),
+    ("weight_decay", -1e-4, "a finite number >= 0"),
+    ("dropout", 1, "a number in [0, 1)"),
+    ("epochs", 0, "an integer >= 1"),
+    ("epochs", True, "an integer >= 1"),
+    ("epochs", 1.5, "an integer >= 1"),
+    ("patience", -1, "an integer >= 0"),
+    ("max_decays", -1, "an integer >= 0"),
+    ("init", 3, "a non-empty string"),
+    ("limit_train", -1, "none or an integer >= 0"),
+    ("limit_val", 64.0, "none or an integer >= 0"),
+    ("workers", -1, "an integer >= 0"),
+    ("flip", 1, "true or false"),
+    ("pca_lighting", "yes", "true or false"),
+    ("pixel_scale", 0, "a positive finite number"),
+    ("amp", None, "true or false"),
+    ("channels_last", 0, "true or false"),
+    ("notes", "one note", "a tuple of strings"),
+    ("notes", ("ok", 3), "a tuple of strings"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), IMPOSSIBLE)
+def test_an_impossible_field_is_refused_in_one_line(field, value, expected):
+    message = f"profile field {field}: expected {expected}"
+    with pytest.raises(ValueError, match=re.escape(message)) as raised:
+        PROFILES["tiny"].replace(**{field: value})
+    assert str(raised.value).endswith(f", got {value!r}") and "\n" not in str(raised.value)
+
+
+def test_every_field_has_an_impossible_value():
+    assert {field for field, _, _ in IMPOSSIBLE} == {f.name for f in dataclasses.fields(Profile)}
+
+
+def test_possible_edge_values_pass():
+    tiny = get_profile("tiny")
+    assert tiny.replace(scale=[32, 32]).scale == (32, 32)  # a JSON list becomes a tuple
+    assert tiny.replace(notes=["a"]).notes == ("a",)
+    assert tiny.replace(limit_train=0, limit_val=None).limit_train == 0  # 0: the whole split
+    assert tiny.replace(momentum=0, dropout=0.0, weight_decay=0, patience=0).dropout == 0
+    assert tiny.replace(width=2, lr=1).width == 2
+    with pytest.raises(ValueError, match="unknown profile field"):
+        tiny.replace(colour="red", epochs=0)

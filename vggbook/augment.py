@@ -72,8 +72,13 @@ def subtract_mean(mean: Sequence[float], pixel_scale: float = 255.0) -> v2.Norma
 
 
 def mean_rgb(ds, n: int | None = None) -> tuple[float, float, float]:
-    """The mean RGB of a dataset's images in [0, 1] (over ``n`` images, or all)."""
-    return tuple(data.pixels(ds, n).double().mean(0).tolist())
+    """The mean RGB of a dataset's images in [0, 1] (over ``n`` images drawn with seed 0, as
+    ``data.pixels`` draws them, or all; grey counts as R = G = B). Streamed through
+    ``data.channel_sums``: exact integer sums, one block or image of pixels in memory at a time."""
+    sums, count = data.channel_sums(ds, data.sample_indices(ds, n, 0))
+    if count == 0:
+        raise ValueError("no pixels to average: the dataset (or sample) is empty")
+    return tuple(s / (count * 255) for s in sums.tolist())
 
 
 def pca_from_dataset(ds, n: int | None = 2000) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import signal
 import sys
+import typing
+from pathlib import Path
 
 from .evaluate import PROTOCOLS
 from .models import ALIASES, CONFIGS
-from .profiles import PROFILES, get_profile
+from .profiles import PROFILES, Profile, get_profile
+from .train import Terminated
+
+# The train flags that set a profile field: read as strings, parsed like --set FIELD=VALUE.
+PROFILE_FLAGS = ("epochs", "batch_size", "lr", "limit_train", "limit_val", "workers")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -21,13 +29,13 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--run-dir", required=True, help="where config.json, metrics.jsonl, checkpoint.pt go"
     )
-    t.add_argument("--epochs", type=int)
+    t.add_argument("--epochs")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--batch-size", type=int, help="the global batch, split across processes")
-    t.add_argument("--lr", type=float)
-    t.add_argument("--limit-train", type=int, help="train on a class-balanced subset")
-    t.add_argument("--limit-val", type=int)
-    t.add_argument("--workers", type=int, help="DataLoader workers per process")
+    t.add_argument("--batch-size", help="the global batch, split across processes")
+    t.add_argument("--lr")
+    t.add_argument("--limit-train", help="train on a class-balanced subset")
+    t.add_argument("--limit-val")
+    t.add_argument("--workers", help="DataLoader workers per process")
     t.add_argument(
         "--init", help="gaussian, gaussian-0.1, gaussian-width, glorot, kaiming or transfer:RUN"
     )
@@ -57,7 +65,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; every failure is one line on stderr. Exit codes: 2 bad input, 1 a run
+    that failed, 130 / 143 interrupted by SIGINT / SIGTERM."""
     args = parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         if args.command == "train":
             return _train(args)
@@ -65,21 +76,22 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"vggbook: error: {e}", file=sys.stderr)
         return 2 if isinstance(e, ValueError | FileNotFoundError) else 1
+    except KeyboardInterrupt as e:  # TrainingInterrupted says where; elsewhere nothing was written
+        code = getattr(e, "exit_code", 143 if isinstance(e, Terminated) else 130)
+        print(f"vggbook: {e or 'interrupted before training started'}", file=sys.stderr)
+        return code
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def _train(args: argparse.Namespace) -> int:
     from .train import train
 
-    profile = get_profile(
-        args.profile,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        limit_train=args.limit_train,
-        limit_val=args.limit_val,
-        workers=args.workers,
-        **dict(_field(item) for item in args.set),
-    )
+    profile = get_profile(args.profile).replace(**_overrides(args))
     history = train(
         args.config,
         profile,
@@ -96,16 +108,82 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _field(item: str) -> tuple[str, object]:
-    """``FIELD=VALUE`` with VALUE read as JSON where it parses (numbers, true, [37, 73])."""
-    name, sep, value = item.partition("=")
-    if not sep:
-        raise ValueError(f"--set takes FIELD=VALUE, got {item!r}")
+def _overrides(args: argparse.Namespace) -> dict:
+    """The profile fields the command line sets, from the flags and every ``--set FIELD=VALUE``;
+    ValueError when two of them give one field different values."""
+    given = [
+        (f"--{name.replace('_', '-')} {getattr(args, name)}", name, getattr(args, name))
+        for name in PROFILE_FLAGS
+        if getattr(args, name) is not None
+    ]
+    for item in args.set:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set takes FIELD=VALUE, got {item!r}")
+        given.append((f"--set {item}", name.strip(), text))
+    overrides: dict[str, object] = {}
+    source: dict[str, str] = {}  # the flag or --set item that gave each field
+    for where, name, text in given:
+        value = parse_field(name, text)
+        if name in overrides and overrides[name] != value:
+            raise ValueError(f"{source[name]} and {where} disagree: give {name} once")
+        overrides[name], source[name] = value, source.get(name, where)
+    # --init goes to train() rather than into the profile, but must not contradict --set init=
+    if args.init is not None and overrides.get("init", args.init) != args.init:
+        raise ValueError(f"--init {args.init} and {source['init']} disagree: give init once")
+    return overrides
+
+
+def parse_field(name: str, text: str) -> object:
+    """A profile field's value from the command line, read by the field's declared type: int,
+    float, str, bool (true/false, 1/0, yes/no), ``int | None`` (none or null: None),
+    ``int | tuple[int, int]`` (37, [37,73] or 37,73) and ``tuple[str, ...]`` (a JSON list of
+    strings, or one note). ValueError names the field and the form it expects, in one line;
+    whether the value is possible (epochs >= 1, ...) is the Profile's to say."""
+    if name not in {f.name for f in dataclasses.fields(Profile)}:
+        raise ValueError(f"unknown profile field(s) {[name]}")
+    kind, text = typing.get_type_hints(Profile)[name], text.strip()
+    forms = {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bool: "true or false (also 1/0, yes/no)",
+        int | None: "an integer, or none",
+        int | tuple[int, int]: "an integer S or a range [Smin, Smax], e.g. 37 or [37,73]",
+        tuple[str, ...]: 'one note, or a JSON list of strings like ["a", "b"]',
+    }
+    if kind not in forms:
+        raise TypeError(f"no command-line form for profile field {name}: {kind}")
     try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError:
-        parsed = value
-    return name, tuple(parsed) if isinstance(parsed, list) else parsed
+        if kind is bool:
+            bools = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+            return bools[text.lower()]
+        if kind == int | None:
+            return None if text.lower() in ("none", "null") else int(text)
+        if kind == int | tuple[int, int]:
+            inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+            parts = [int(part) for part in inner.split(",")]
+            if len(parts) == 1 and inner == text:
+                return parts[0]
+            if len(parts) != 2:
+                raise ValueError
+            return tuple(parts)
+        if kind == tuple[str, ...]:
+            return tuple(json.loads(text)) if text.startswith("[") else (text,) if text else ()
+        return kind(text)
+    except (ValueError, KeyError):  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"profile field {name}: expected {forms[kind]}, got {text!r}") from None
+
+
+def _run_dir(path: str, flag: str) -> str:
+    """``path`` if it is a directory; ValueError in one line if it is missing or a file."""
+    if not Path(path).exists():
+        raise ValueError(f"{flag} {path} does not exist: pass a run directory of `vggbook train`")
+    if not Path(path).is_dir():
+        raise ValueError(
+            f"{flag} takes a run directory, got the file {path}: pass {Path(path).parent}"
+        )
+    return path
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -119,9 +197,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     else:
         result = evaluate_run(
-            args.run_dir,
+            _run_dir(args.run_dir, "--run-dir"),
             args.protocol,
-            fuse_with=args.fuse,
+            fuse_with=[_run_dir(run, "--fuse") for run in args.fuse],
             data_root=args.data_root,
             download=args.download or None,
             batch_size=args.batch_size,

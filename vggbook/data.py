@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import random
 import shutil
@@ -441,26 +442,140 @@ def image_tensor(image) -> torch.Tensor:
     return image.float() / 255 if image.dtype == torch.uint8 else image.float()
 
 
-def pixels(ds: Dataset, n: int | None = None, seed: int = 0) -> torch.Tensor:
-    """RGB pixels of up to ``n`` images drawn with ``seed`` (grey replicated), as an
-    (N_pixels, 3) tensor (float64 for in-memory grey data, where it is an expanded view)."""
+def sample_indices(ds: Dataset, n: int | None, seed: int) -> list[int] | None:
+    """The indices of the ``n`` images drawn with ``seed`` (None: all, in order), as
+    ``pixels`` draws them: a seeded permutation for in-memory images, a shuffle otherwise."""
+    if n is None:
+        return None
     if isinstance(ds, TensorImages):
-        gen = torch.Generator().manual_seed(seed)
-        idx = torch.arange(len(ds)) if n is None else torch.randperm(len(ds), generator=gen)[:n]
-        return (ds.data[idx].float() / 255).double().reshape(-1, 1).expand(-1, 3)
+        return torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n].tolist()
     order = list(range(len(ds)))
     random.Random(seed).shuffle(order)
+    return order[: n or len(ds)]
+
+
+def pixels(ds: Dataset, n: int | None = None, seed: int = 0) -> torch.Tensor:
+    """RGB pixels of up to ``n`` images drawn with ``seed`` (grey replicated), as an
+    (N_pixels, 3) tensor (float64 for in-memory grey data, where it is an expanded view).
+    Holds every pixel at once: for samples (the colour PCA); sums go through ``channel_sums``."""
+    idx = sample_indices(ds, n, seed)
+    if isinstance(ds, TensorImages):
+        images = ds.data if idx is None else ds.data[torch.as_tensor(idx, dtype=torch.long)]
+        return (images.float() / 255).double().reshape(-1, 1).expand(-1, 3)
     chunks = []
-    for i in order[: n or len(ds)]:
+    for i in range(len(ds)) if idx is None else idx:
         x = image_tensor(ds[i][0])
         chunks.append(x.expand(3, -1, -1).reshape(3, -1).T)
     return torch.cat(chunks)
 
 
+CHUNK_VALUES = 1 << 22  # pixel values (bytes of uint8) per block summed from in-memory arrays
+
+
+def _raw_array(ds: Dataset):
+    """A dataset's in-memory uint8 images, (N, H, W) or (N, H, W, C), when its items are those
+    images untransformed (TensorImages, CIFAR-10); None otherwise."""
+    array = getattr(ds, "data", None)
+    if getattr(ds, "transform", None) is not None or getattr(ds, "transforms", None) is not None:
+        return None
+    if isinstance(array, np.ndarray | torch.Tensor) and array.dtype in (np.uint8, torch.uint8):
+        grey = array.ndim == 3
+        if (grey or (array.ndim == 4 and array.shape[-1] in (1, 3))) and len(array) == len(ds):
+            return array
+    return None
+
+
+def _uint8_image(image) -> torch.Tensor:
+    """A (C, H, W) tensor (C = 1 or 3) of an item's image, uint8 where the image is (PIL images,
+    uint8 tensors), else float as given (taken to be in [0, 1])."""
+    if isinstance(image, Image.Image):
+        if image.mode not in ("L", "RGB"):
+            image = image.convert("RGB")
+        image = torch.from_numpy(np.array(image))  # a writable copy: torch warns on read-only
+        image = image.unsqueeze(0) if image.ndim == 2 else image.permute(2, 0, 1)
+    image = torch.as_tensor(image)
+    if image.ndim == 2:
+        image = image.unsqueeze(0)
+    if image.ndim != 3 or image.shape[0] not in (1, 3):
+        shape = tuple(image.shape)
+        raise ValueError(f"expected a grey or RGB image (1 or 3 channels), got shape {shape}")
+    return image
+
+
+def _blocks(ds: Dataset, indices: list[int] | None):
+    """The pixels of the images at ``indices`` (all when None), a bounded block at a time: (C, P)
+    tensors, C = 1 (grey) or 3, uint8 or (transformed images) float in [0, 1]."""
+    if isinstance(ds, LabelledSubset):
+        mapped = ds.indices if indices is None else [ds.indices[i] for i in indices]
+        yield from _blocks(ds.base, list(mapped))
+        return
+    array = _raw_array(ds)
+    if array is not None:
+        per = max(1, CHUNK_VALUES // max(1, math.prod(array.shape[1:])))
+        total = len(array) if indices is None else len(indices)
+        for start in range(0, total, per):
+            if indices is None:
+                chunk = torch.as_tensor(array[start : start + per])
+            else:
+                at = np.asarray(indices[start : start + per], dtype=np.int64)
+                at = torch.from_numpy(at) if torch.is_tensor(array) else at
+                chunk = torch.as_tensor(array[at])
+            channels = 1 if chunk.ndim == 3 else chunk.shape[-1]
+            yield chunk.reshape(-1, channels).T
+        return
+    for i in range(len(ds)) if indices is None else indices:
+        image = _uint8_image(ds[i][0])
+        yield image.reshape(image.shape[0], -1)
+
+
+def _moments(ds: Dataset, indices: list[int] | None, squares: bool):
+    """Per-channel sums and (with ``squares``) sums of squares of the pixel values on the 0-255
+    scale, the pixel count per channel, and whether they are exact: Python integers while every
+    image is uint8, floats once one is not."""
+    sums, sq, count, exact = [0, 0, 0], [0, 0, 0], 0, True
+    for block in _blocks(ds, indices):
+        if block.dtype == torch.uint8:
+            s = block.sum(1, dtype=torch.int64).tolist()
+            q = (block.to(torch.int64) ** 2).sum(1).tolist() if squares else [0] * len(s)
+        else:
+            exact, x = False, block.double() * 255
+            s, q = x.sum(1).tolist(), (x * x).sum(1).tolist()
+        if len(s) == 1:  # grey: R = G = B
+            s, q = s * 3, q * 3
+        sums = [total + part for total, part in zip(sums, s, strict=True)]
+        sq = [total + part for total, part in zip(sq, q, strict=True)]
+        count += block.shape[1]
+    return sums, sq, count, exact
+
+
+def channel_sums(ds: Dataset, indices: list[int] | None = None) -> tuple[torch.Tensor, int]:
+    """Per-channel (R, G, B) sums of the pixel values (0-255 scale) of the images at ``indices``
+    (all when None), and the number of pixels per channel; grey counts as R = G = B.
+
+    Streams: one block of in-memory images (TensorImages, a uint8 ``.data`` array as CIFAR-10's)
+    or one decoded image (image folders, wrappers) at a time, never all pixels. The sums are
+    exact int64 when every image is uint8 (PIL, uint8 tensors); float64 when a transform gave
+    float images (taken to be in [0, 1], scaled by 255)."""
+    sums, _, count, exact = _moments(ds, indices, squares=False)
+    return torch.tensor(sums, dtype=torch.int64 if exact else torch.float64), count
+
+
 def mean_std(ds: Dataset, n: int | None = None, seed: int = 0) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std in [0, 1] units, over ``n`` images drawn with ``seed`` (or all)."""
-    p = pixels(ds, n, seed).double()
-    return p.mean(0).tolist(), p.std(0).tolist()
+    """Per-channel mean and std (unbiased) in [0, 1] units, over ``n`` images drawn with
+    ``seed`` (or all), streamed: exact integer sums and sums of squares for uint8 images."""
+    sums, sq, count, exact = _moments(ds, sample_indices(ds, n, seed), squares=True)
+    if count == 0:
+        raise ValueError("no pixels to average: the dataset (or sample) is empty")
+    mean = [s / (count * 255) for s in sums]
+    if count < 2:
+        return mean, [math.nan] * 3
+    var = []
+    for s, q in zip(sums, sq, strict=True):
+        if exact:  # integers to the last step, a correctly rounded division: no cancellation
+            var.append((count * q - s * s) / (count * (count - 1) * 255**2))
+        else:
+            var.append(max(q - s * s / count, 0.0) / ((count - 1) * 255**2))
+    return mean, [math.sqrt(v) for v in var]
 
 
 def seed_worker(worker_id: int) -> None:

@@ -235,21 +235,20 @@ def run_predictions(
 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Probabilities of a trained run on its validation split, with the protocol's settings."""
     from . import augment, data
-    from .profiles import Profile
-    from .runs import load_config, load_model
+    from .runs import load_checkpoint, model_of
 
-    model, spec = load_model(run_dir)
-    profile = Profile.from_dict(spec["profile"])
-    scale = profile.scale if isinstance(profile.scale, int) else tuple(profile.scale)
+    ckpt = load_checkpoint(run_dir)
+    model, spec = model_of(ckpt, run_dir)
+    profile = spec.profile
     setting = Setting(
         profile.crop,
-        test_scales(scale, profile.crop, protocol),
-        augment.subtract_mean(load_config(run_dir)["mean_rgb"], profile.pixel_scale),
+        test_scales(profile.scale, profile.crop, protocol),
+        augment.subtract_mean(ckpt["mean_rgb"], profile.pixel_scale),
     )
     val = data.load_dataset(profile.dataset, "val", data_root, download)
     for n in (profile.limit_val, limit):  # the run's validation subset, then fewer if asked
         if n:
-            val = data.subset(val, n, spec["seed"])
+            val = data.subset(val, n, spec.seed)
     probs, labels = predict(model, val, protocol, setting, batch_size=batch_size, progress=progress)
     info = {
         "protocol": protocol,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from . import paper
@@ -38,6 +39,20 @@ class Profile:
     notes: tuple[str, ...] = field(
         default_factory=tuple
     )  # why it departs; figures come from fields
+
+    def __post_init__(self):
+        """Refuse impossible values, in field order: ValueError names the field, the expected
+        form and the value, in one line. A JSON list for scale or notes becomes a tuple."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "scale":
+                ok, expected = _scale_ok(value, self.crop), _scale_form(self.crop)
+            else:
+                ok, expected = _CHECKS[f.name][0](value), _CHECKS[f.name][1]
+            if not ok:
+                raise ValueError(f"profile field {f.name}: expected {expected}, got {value!r}")
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
 
     @property
     def test_scale(self) -> int:
@@ -99,6 +114,65 @@ class Profile:
         """The inverse of ``as_dict`` after a JSON round trip."""
         scale = d["scale"] if isinstance(d["scale"], int) else tuple(d["scale"])
         return cls(**{**d, "scale": scale, "notes": tuple(d["notes"])})
+
+
+def _int(v, low: int) -> bool:
+    """An int (a bool is no count) of at least ``low``."""
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _real(v, low: float, high: float = math.inf, *, open_low: bool = False) -> bool:
+    """A finite int or float in [low, high), or in (low, high) with ``open_low``."""
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        return False
+    return (v > low if open_low else v >= low) and v < high
+
+
+def _scale_ok(v, crop: int) -> bool:
+    if isinstance(v, list | tuple):
+        return len(v) == 2 and all(_int(s, crop) for s in v) and v[0] <= v[1]
+    return _int(v, crop)
+
+
+def _scale_form(crop) -> str:
+    return f"S >= crop ({crop}) as an integer or a range [Smin, Smax] with Smin <= Smax"
+
+
+def _text(v) -> bool:
+    return isinstance(v, str) and v.strip() != ""
+
+
+_POSITIVE = "a positive finite number"
+# Each field's test and the form it expects (scale depends on crop: _scale_ok, _scale_form).
+_CHECKS = {
+    "name": (_text, "a non-empty string"),
+    "dataset": (_text, "a non-empty string"),
+    "num_classes": (lambda v: _int(v, 1), "an integer >= 1"),
+    "crop": (lambda v: _int(v, 1), "an integer >= 1"),
+    "width": (lambda v: _real(v, 0, open_low=True), _POSITIVE),
+    "batch_size": (lambda v: _int(v, 1), "an integer >= 1"),
+    "lr": (lambda v: _real(v, 0, open_low=True), _POSITIVE),
+    "momentum": (lambda v: _real(v, 0, 1), "a number in [0, 1)"),
+    "weight_decay": (lambda v: _real(v, 0), "a finite number >= 0"),
+    "dropout": (lambda v: _real(v, 0, 1), "a number in [0, 1)"),
+    "epochs": (lambda v: _int(v, 1), "an integer >= 1"),
+    "patience": (lambda v: _int(v, 0), "an integer >= 0"),
+    "max_decays": (lambda v: _int(v, 0), "an integer >= 0"),
+    "init": (_text, "a non-empty string (an init scheme)"),
+    # 0 is accepted as "the whole split", as chapter 3's parameters document
+    "limit_train": (lambda v: v is None or _int(v, 0), "none or an integer >= 0 (0: all)"),
+    "limit_val": (lambda v: v is None or _int(v, 0), "none or an integer >= 0 (0: all)"),
+    "workers": (lambda v: _int(v, 0), "an integer >= 0"),
+    "flip": (lambda v: isinstance(v, bool), "true or false"),
+    "pca_lighting": (lambda v: isinstance(v, bool), "true or false"),
+    "pixel_scale": (lambda v: _real(v, 0, open_low=True), _POSITIVE),
+    "amp": (lambda v: isinstance(v, bool), "true or false"),
+    "channels_last": (lambda v: isinstance(v, bool), "true or false"),
+    "notes": (
+        lambda v: isinstance(v, list | tuple) and all(isinstance(n, str) for n in v),
+        "a tuple of strings",
+    ),
+}
 
 
 def _scaled(size: int, crop: int) -> int:

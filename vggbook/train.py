@@ -2,50 +2,58 @@
 
 SGD with momentum, weight decay and dropout; the learning rate divided by 10 when the
 validation top-1 stops improving, at most ``max_decays`` times, then stop (or stop at the epoch
-budget). Deterministic under a seed; a checkpoint after every epoch, written atomically, from
-which ``resume`` continues bit for bit; DistributedDataParallel when started by ``torchrun``.
-
-A run directory holds ``config.json`` (the run and its environment), ``metrics.jsonl`` (one
-line per epoch) and ``checkpoint.pt``.
+budget). Deterministic under a seed, whatever the number of DataLoader workers; a checkpoint
+after every epoch, from which ``resume`` continues bit for bit; DistributedDataParallel when
+started by ``torchrun``. The run directory is named, read and guarded by ``vggbook.runs``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as tdist
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
-from . import augment, data, provenance
+from . import augment, data, provenance, runs
 from .evaluate import accumulate, summarise, topk_correct
 from .init import initialise, transfer_from
-from .models import VGG, build_vgg, resolve_config
+from .models import VGG, build_vgg
 from .profiles import Profile
-from .runs import CHECKPOINT, CONFIG, METRICS, load_model, model_for
+from .runs import CHECKPOINT, CONFIG, METRICS, RunDirError, RunSpec
 
-# Fields that may change when a run is resumed: they do not change what is computed.
-RESUMABLE = {"epochs", "workers"}
-
-
-class RunDirError(ValueError):
-    """The run directory cannot be used as asked."""
+__all__ = ["RunDirError", "NonFiniteLossError", "TrainingInterrupted", "train"]
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C or SIGTERM; ``exit_code`` is 128 + the signal's number."""
+
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"TrainingInterrupted: {self}"]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by the CLI's handler."""
 
 
 @dataclass(frozen=True)
@@ -75,127 +83,90 @@ class Dist:
         return t
 
 
-def run_spec(config: str, profile: Profile, seed: int, init: str | None = None) -> dict:
-    """What identifies a run: the config, the seed, the init and the whole profile."""
-    spec = {"config": resolve_config(config), "seed": seed, "init": init or profile.init}
-    return json.loads(json.dumps({**spec, "profile": profile.as_dict()}))
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
-    """A seed for one epoch of one rank: data order, augmentation and dropout depend on it
-    alone, so a resumed epoch repeats the interrupted one exactly."""
+    """A seed for one epoch of one rank: data order and dropout depend on it alone, so a
+    resumed epoch repeats the interrupted one exactly."""
     return (seed * 1_000_003 + epoch * 10_007 + rank) % 2**63
 
 
-def rng_states() -> dict:
-    states = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
+class SeededSamples(Dataset):
+    """A dataset whose every item draws its augmentation from its own random stream, seeded
+    by the epoch and the item's index: the same pixels whichever process or DataLoader worker
+    loads it, so the weights do not depend on the number of workers or ranks."""
+
+    def __init__(self, base: Dataset, seed: int):
+        self.base, self.seed, self.epoch = base, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        with torch.random.fork_rng(devices=[]):  # the caller's stream (dropout) is untouched
+            torch.manual_seed(epoch_seed(self.seed, self.epoch) * 1_000_033 + i)
+            return self.base[i]
 
 
-def set_rng_states(states: dict) -> None:
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def save_atomic(obj: object, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename over ``path``:
-    a crash at any moment leaves either the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_text_atomic(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def check_run_dir(run_dir: Path, spec: dict, resume: bool) -> dict | None:
-    """The checkpoint to resume from, or None for a fresh run; RunDirError if the directory
-    holds another run, or holds this one and ``resume`` was not asked for."""
-    config_file, ckpt_file = run_dir / CONFIG, run_dir / CHECKPOINT
-    if config_file.exists():
-        stored = json.loads(config_file.read_text())["run"]
-        diff = _differences(stored, spec)
-        if diff:
-            raise RunDirError(
-                f"run directory {run_dir} holds a different run ({diff}): "
-                "choose another --run-dir or delete that one"
-            )
-    if not ckpt_file.exists():
-        return None
-    if not resume:
-        raise RunDirError(
-            f"run directory {run_dir} already holds this run: pass --resume to continue it "
-            "or choose another --run-dir"
-        )
-    try:
-        return torch.load(ckpt_file, map_location="cpu", weights_only=False)
-    except Exception as e:  # a truncated or foreign file
-        raise RunDirError(
-            f"cannot read {ckpt_file} ({type(e).__name__}): delete it to restart"
-        ) from e
-
-
-def _differences(stored: dict, spec: dict) -> str:
-    flat = lambda d: {**{k: v for k, v in d.items() if k != "profile"}, **d["profile"]}  # noqa: E731
-    a, b = flat(stored), flat(spec)
-    keys = sorted(k for k in a.keys() | b.keys() if k not in RESUMABLE and a.get(k) != b.get(k))
-    return ", ".join(f"{k}: {a.get(k)!r} there, {b.get(k)!r} asked" for k in keys)
-
-
-def make_datasets(profile: Profile, seed: int, data_root: str | None, download: bool | None):
-    """Training and validation datasets with the profile's transforms, and the mean RGB."""
+def make_datasets(spec: RunSpec, data_root: str | None, download: bool | None):
+    """The raw training and validation splits the run uses (its subsets)."""
+    profile = spec.profile
     train_raw = data.load_dataset(profile.dataset, "train", data_root, download)
+    classes = len(train_raw.classes)
+    if profile.num_classes != classes:
+        raise ValueError(
+            f"profile field num_classes is {profile.num_classes}, but {profile.dataset} has "
+            f"{classes} classes: pass --set num_classes={classes}"
+        )
     val_raw = data.load_dataset(profile.dataset, "val", data_root, download)
     if profile.limit_train:
-        train_raw = data.subset(train_raw, profile.limit_train, seed)
+        train_raw = data.subset(train_raw, profile.limit_train, spec.seed)
     if profile.limit_val:
-        val_raw = data.subset(val_raw, profile.limit_val, seed)
-    mean = augment.mean_rgb(train_raw)
+        val_raw = data.subset(val_raw, profile.limit_val, spec.seed)
+    return train_raw, val_raw
+
+
+def transforms(profile: Profile, mean: Sequence[float]):
+    """The run's training and validation transforms around a mean RGB."""
     pca = (augment.IMAGENET_EIGVAL, augment.IMAGENET_EIGVEC) if profile.pca_lighting else None
     scale = profile.pixel_scale
     train_tf = augment.train_transform(
         profile.crop, profile.scale, mean=mean, pca=pca, flip=profile.flip, pixel_scale=scale
     )
     val_tf = augment.eval_transform(profile.test_scale, profile.crop, mean=mean, pixel_scale=scale)
-    return data.with_transform(train_raw, train_tf), data.with_transform(val_raw, val_tf), mean
+    return train_tf, val_tf
 
 
-def build_model(spec: dict, init: str, device: torch.device) -> tuple[VGG, list[dict]]:
-    """The run's model, initialised by a scheme or by transfer from a net A run."""
-    p = spec["profile"]
-    model = model_for(spec)
+def run_mean(train_raw, dist: Dist, device: torch.device) -> tuple[float, float, float]:
+    """The training images' mean RGB, computed once (by rank 0) and shared with every rank."""
+    mean = torch.zeros(3, dtype=torch.float64, device=device)
+    if dist.main:
+        mean += torch.tensor(augment.mean_rgb(train_raw), dtype=torch.float64, device=device)
+    return tuple(dist.all_sum(mean).tolist())
+
+
+def build_model(spec: RunSpec, device: torch.device) -> tuple[VGG, list[dict]]:
+    """A fresh run's model, initialised by its scheme or by transfer from a net A run (the
+    source must be of the same dataset, classes, width and crop)."""
+    model = spec.build_model()
     report: list[dict] = []
-    if init.startswith("transfer:"):
-        initialise(model, "gaussian-width" if p["width"] != 1 else "gaussian")
-        source, _ = load_model(init.removeprefix("transfer:"))
-        report = transfer_from(source, model)
+    if spec.init.startswith("transfer:"):
+        source_dir = spec.init.removeprefix("transfer:")
+        ckpt = runs.load_checkpoint(source_dir)
+        mine, theirs = spec.profile, runs.spec_of(ckpt, source_dir).profile
+        if _data_and_shape(theirs) != _data_and_shape(mine):
+            raise ValueError(
+                f"--init transfer:{source_dir}: the source is {_data_and_shape(theirs)}, this run "
+                f"is {_data_and_shape(mine)}: transfer from a net A of the same dataset, classes, "
+                "width and crop"
+            )
+        initialise(model, "gaussian-width" if mine.width != 1 else "gaussian")
+        report = transfer_from(runs.model_of(ckpt, source_dir)[0], model)
     else:
-        initialise(model, init)
+        initialise(model, spec.init)
     return model.to(device), report
+
+
+def _data_and_shape(p: Profile) -> str:
+    return f"{p.dataset}, {p.num_classes} classes, width {p.width:g}, crop {p.crop}"
 
 
 def train(
@@ -210,21 +181,42 @@ def train(
     resume: bool = False,
     progress: bool = True,
 ) -> list[dict]:
-    """Train ``config`` under ``profile`` into ``run_dir``; returns the per-epoch metrics."""
+    """Train ``config`` under ``profile`` into ``run_dir``; returns the per-epoch metrics.
+    A finished run is returned as it is, its directory untouched."""
     dist = Dist.setup()
-    run_dir = Path(run_dir)
-    spec = run_spec(config, profile, seed, init)
-    validate(profile, dist)
-    ckpt = check_run_dir(run_dir, spec, resume)
+    spec, run_dir = RunSpec.of(config, profile, seed, init), Path(run_dir)
+    if profile.batch_size % dist.world:
+        raise ValueError(
+            f"batch size {profile.batch_size} must be a multiple of the {dist.world} "
+            "processes: the global batch is split evenly across them"
+        )
+    with runs.RunLock(run_dir) if dist.main else contextlib.nullcontext():
+        ckpt = runs.resume_point(run_dir, spec, resume)
+        if ckpt is not None and (ckpt["stopped"] or ckpt["epoch"] >= profile.epochs):
+            return ckpt["metrics"]
+        return _train(spec, run_dir, ckpt, dist, data_root, download, progress)
+
+
+def _train(spec, run_dir, ckpt, dist, data_root, download, progress) -> list[dict]:
+    profile = spec.profile
     device = torch.device(f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)
-    seed_everything(seed)
+    torch.manual_seed(spec.seed)
 
-    train_ds, val_ds, mean = make_datasets(profile, seed, data_root, download)
-    model, transferred = build_model(spec, spec["init"], device)
+    # Data, model, optimiser: fresh, or as the checkpoint left them.
+    train_raw, val_raw = make_datasets(spec, data_root, download)
+    mean = tuple(ckpt["mean_rgb"]) if ckpt else run_mean(train_raw, dist, device)
+    train_tf, val_tf = transforms(profile, mean)
+    train_ds = SeededSamples(data.with_transform(train_raw, train_tf), spec.seed)
+    val_ds = data.with_transform(val_raw, val_tf)
+    if ckpt:
+        model, transferred = spec.build_model().to(device), ckpt["transferred"]
+        model.load_state_dict(ckpt["model"])
+    else:
+        model, transferred = build_model(spec, device)
     cuda = device.type == "cuda"
     amp, channels_last = profile.amp and cuda, profile.channels_last and cuda
     if channels_last:
@@ -236,32 +228,11 @@ def train(
         weight_decay=profile.weight_decay,
     )
     scheduler = ReduceLROnPlateau(optimizer, mode="max", factor=0.1, patience=profile.patience)
-    history, decays, start = [], 0, 0
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
+    history, decays, done = [], 0, 0
+    if ckpt:
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
-        history, decays, start = ckpt["metrics"], ckpt["decays"], ckpt["epoch"]
-        set_rng_states(ckpt["rng"])
-        if ckpt["stopped"]:
-            return history
-    elif dist.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    if dist.main:
-        write_text_atomic(
-            json.dumps(
-                {
-                    "run": spec,
-                    "environment": provenance.environment(),
-                    "world_size": dist.world,
-                    "mean_rgb": [float(m) for m in mean],
-                    "dataset_checksum": data.dataset_checksum(train_ds),
-                    "transferred": transferred,
-                },
-                indent=2,
-            ),
-            run_dir / CONFIG,
-        )
+        history, decays, done = ckpt["metrics"], ckpt["decays"], ckpt["epoch"]
     net = DistributedDataParallel(model) if dist.world > 1 else model
     val_loader = DataLoader(
         Subset(val_ds, range(dist.rank, len(val_ds), dist.world)),
@@ -269,72 +240,94 @@ def train(
         num_workers=profile.workers,
         worker_init_fn=data.seed_worker,
     )
+    config_record = {
+        "run": spec.to_json(),
+        "environment": provenance.environment(),
+        "world_size": dist.world,
+        "mean_rgb": list(mean),
+        "dataset_checksum": data.dataset_checksum(train_raw),
+        "transferred": transferred,
+    }
 
-    for epoch in range(start, profile.epochs):
-        lr = optimizer.param_groups[0]["lr"]
-        seconds = time.perf_counter()
-        sums = train_one_epoch(
-            net, train_ds, optimizer, profile, seed, epoch, dist, device, progress
-        )
-        train_stats = summarise(dist.all_sum(sums))
-        seconds = time.perf_counter() - seconds
-        val = summarise(
-            dist.all_sum(
-                accumulate(model, val_loader, device, amp=amp, channels_last=channels_last)
+    # The epoch loop: train, validate, maybe divide the lr, save.
+    epoch, saving = done, False
+    try:
+        for epoch in range(done, profile.epochs):
+            lr = optimizer.param_groups[0]["lr"]
+            seconds = time.perf_counter()
+            train_ds.epoch = epoch
+            sums = train_one_epoch(
+                net, train_ds, optimizer, profile, spec.seed, epoch, dist, device, progress
             )
-        )
-        scheduler.step(val["top1"])
-        decayed = optimizer.param_groups[0]["lr"] < lr
-        decays += decayed
-        stopped = decays > profile.max_decays  # a plateau after the last allowed decay
-        record = {
-            "epoch": epoch + 1,
-            "lr": lr,
-            "train_loss": train_stats["loss"],
-            "train_top1": train_stats["top1"],
-            "val_loss": val["loss"],
-            "val_top1": val["top1"],
-            "val_top5": val["top5"],
-            "lr_decayed_after": decayed and not stopped,
-            "seconds": seconds,
-            "images_per_second": train_stats["images"] / seconds,
-        }
-        history.append(record)
-        if dist.main:  # the checkpoint first: metrics.jsonl never runs ahead of it
-            save_atomic(
+            train_stats = summarise(dist.all_sum(sums))
+            seconds = time.perf_counter() - seconds
+            val = summarise(
+                dist.all_sum(
+                    accumulate(model, val_loader, device, amp=amp, channels_last=channels_last)
+                )
+            )
+            scheduler.step(val["top1"])
+            decayed = optimizer.param_groups[0]["lr"] < lr
+            decays += decayed
+            stopped = decays > profile.max_decays  # a plateau after the last allowed decay
+            history.append(
                 {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
                     "epoch": epoch + 1,
-                    "decays": decays,
-                    "metrics": history,
-                    "rng": rng_states(),
-                    "run": spec,
-                    "mean_rgb": [float(m) for m in mean],
-                    "stopped": stopped,
-                },
-                run_dir / CHECKPOINT,
+                    "lr": lr,
+                    "train_loss": train_stats["loss"],
+                    "train_top1": train_stats["top1"],
+                    "val_loss": val["loss"],
+                    "val_top1": val["top1"],
+                    "val_top5": val["top5"],
+                    "lr_decayed_after": decayed and not stopped,
+                    "seconds": seconds,
+                    "images_per_second": train_stats["images"] / seconds,
+                }
             )
-            write_text_atomic("".join(json.dumps(r) + "\n" for r in history), run_dir / METRICS)
-        if stopped:
-            break
+            if dist.main:  # the checkpoint first: the other records never run ahead of it
+                saving = True
+                runs.save_checkpoint(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "epoch": epoch + 1,
+                        "decays": decays,
+                        "metrics": history,
+                        "run": spec.to_json(),
+                        "mean_rgb": list(mean),
+                        "transferred": transferred,
+                        "stopped": stopped,
+                    },
+                    run_dir / CHECKPOINT,
+                )
+                done, saving = epoch + 1, False
+                lines = "".join(json.dumps(r) + "\n" for r in history)
+                runs.write_atomic(lines.encode(), run_dir / METRICS)
+                if not (run_dir / CONFIG).exists():  # written once: the training environment
+                    record = json.dumps(config_record, indent=2).encode()
+                    runs.write_atomic(record, run_dir / CONFIG)
+            if stopped:
+                break
+    except KeyboardInterrupt as e:
+        during = f"{'while saving the checkpoint of' if saving else 'in'} epoch {epoch + 1}"
+        raise TrainingInterrupted(
+            f"interrupted {during}; {_intact(run_dir, done)}: rerun with --resume",
+            143 if isinstance(e, Terminated) else 130,
+        ) from None
+    except runs.DiskFullError as e:
+        raise RuntimeError(f"{e.strerror}; {_intact(run_dir, done)}") from None
+    except NonFiniteLossError as e:
+        raise NonFiniteLossError(f"{e}; {_intact(run_dir, done)}") from None
     if dist.world > 1:
         tdist.barrier()
     return history
 
 
-def validate(profile: Profile, dist: Dist) -> None:
-    """Clear errors for impossible runs, before any work is done."""
-    if profile.epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {profile.epochs}")
-    if profile.batch_size < 1 or profile.batch_size % dist.world:
-        raise ValueError(
-            f"batch size {profile.batch_size} must be a positive multiple of the "
-            f"{dist.world} processes: the global batch is split evenly across them"
-        )
-    if profile.lr <= 0 or not math.isfinite(profile.lr):
-        raise ValueError(f"learning rate must be positive, got {profile.lr}")
+def _intact(run_dir: Path, done: int) -> str:
+    if done:
+        return f"the checkpoint of epoch {done} in {run_dir} is intact"
+    return f"no checkpoint exists yet in {run_dir} (nothing to resume: a rerun starts afresh)"
 
 
 def train_one_epoch(
@@ -349,7 +342,7 @@ def train_one_epoch(
     progress: bool,
 ) -> torch.Tensor:
     """One pass over the training set; returns [loss, top-1 hits, top-5 hits, images] sums."""
-    torch.manual_seed(epoch_seed(seed, epoch, dist.rank))  # augmentation (workers=0), dropout
+    torch.manual_seed(epoch_seed(seed, epoch, dist.rank))  # dropout (see SeededSamples)
     sampler = DistributedSampler(
         dataset, num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=seed, drop_last=True
     )
@@ -389,7 +382,7 @@ def train_one_epoch(
             raise NonFiniteLossError(
                 f"the training loss became {total.item()} at epoch {epoch + 1}, step {step + 1} "
                 f"(lr {optimizer.param_groups[0]['lr']:g}): lower the learning rate or change the "
-                "init; the checkpoint of the last finished epoch is kept"
+                "init"
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
