@@ -25,6 +25,7 @@ SMALL = dict(width=0.125, batch_size=32, limit_train=256, limit_val=64, epochs=1
 # The same small run from the command line.
 CLI = ["--limit-train", "256", "--limit-val", "64", "--batch-size", "32", "--no-progress"]
 CLI += ["--set", "width=0.125"]
+LONG = ["--epochs", "500", "--set", "patience=1000"]  # a run that is still going seconds later
 
 
 def small(**changes):
@@ -159,13 +160,13 @@ def test_transfer_refuses_a_source_of_another_dataset_classes_or_width(tmp_path)
 
 def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
     run_dir = tmp_path / "r"
-    first = start("train", "--run-dir", run_dir, *CLI, "--epochs", "30")
+    first = start("train", "--run-dir", run_dir, *CLI, *LONG)
     try:
         deadline = time.time() + 120
         while not ((run_dir / runs.LOCK).exists() and (run_dir / runs.LOCK).read_text().strip()):
             assert first.poll() is None and time.time() < deadline, first.stderr.read()
             time.sleep(0.05)
-        second = start("train", "--run-dir", run_dir, *CLI, "--epochs", "30", "--resume")
+        second = start("train", "--run-dir", run_dir, *CLI, *LONG, "--resume")
         one_line_error(second, 2, f"in use by process {first.pid}", str(run_dir))
     finally:
         first.kill()
@@ -186,13 +187,14 @@ def test_stale_temporaries_are_removed_at_the_next_start(tmp_path):
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_stops_training_in_one_line(tmp_path, sig, code):
     run_dir = tmp_path / "r"
-    proc = start("train", "--run-dir", run_dir, *CLI, "--epochs", "30")
+    proc = start("train", "--run-dir", run_dir, *CLI, *LONG)
     wait_for_epochs(run_dir, proc, 1)
     proc.send_signal(sig)
     err = one_line_error(proc, code, "interrupted in epoch", "is intact: rerun with --resume")
     done = torch.load(run_dir / runs.CHECKPOINT, weights_only=True)["epoch"]
     assert f"the checkpoint of epoch {done} in" in err
-    resumed = start("train", "--run-dir", run_dir, *CLI, "--epochs", str(done + 1), "--resume")
+    resumed = start("train", "--run-dir", run_dir, *CLI, "--epochs", str(done + 1),
+                    "--set", "patience=1000", "--resume")  # fmt: skip
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
 
 

@@ -35,7 +35,7 @@ def test_profiles_round_trip_and_state_deviations(name):
 
 def test_small_profiles_scale_sizes_by_crop():
     assert get_profile("tiny").scale == 37 and get_profile("cifar10").scale == (37, 73)
-    assert get_profile("imagenette").test_scale == (146 + 293) // 2
+    assert get_profile("imagenette").scale == (146, 293)
 
 
 def test_overrides_and_errors():
@@ -113,6 +113,7 @@ IMPOSSIBLE = [
     ("pixel_scale", 0, "a positive finite number"),
     ("amp", None, "true or false"),
     ("channels_last", 0, "true or false"),
+    ("batch_augment", "no", "true or false"),
     ("notes", "one note", "a tuple of strings"),
     ("notes", ("ok", 3), "a tuple of strings"),
 ]

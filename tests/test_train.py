@@ -218,16 +218,18 @@ def test_cli_train_then_evaluate(tmp_path):
 
 
 def test_ddp_two_gloo_processes_match_one_process(tmp_path):
-    """Same global batch, randomness that does not depend on the process (no dropout, flip,
-    colour shift or random crop): 2 ranks x 16 images follow 1 rank x 32 images."""
+    """Same global batch: 2 ranks x 16 images follow 1 rank x 32 images. Each image's crop,
+    flip and colour shift are drawn by its index, whichever rank takes it; only dropout draws
+    per rank, so it is off. One epoch (16 steps) in fp32: gloo sums gradients in another order,
+    and early training amplifies such float differences (rel 3e-4 after a second epoch)."""
     common = [
         "train",
         "--config",
         "A",
         "--epochs",
-        "2",
+        "1",
         "--limit-train",
-        "256",
+        "512",
         "--limit-val",
         "64",
         "--batch-size",
@@ -236,11 +238,7 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path):
         "--set",
         "dropout=0",
         "--set",
-        "flip=false",
-        "--set",
-        "pca_lighting=false",
-        "--set",
-        "scale=32",
+        "amp=false",  # bf16 rounds differently at 16 and 32 images per pass (rel 1e-3)
         "--init",
         "glorot",  # a net that learns from the first step, so the curves say something
     ]
@@ -276,7 +274,7 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path):
     assert two.returncode == 0, two.stderr[-2000:]
     assert json.loads((tmp_path / "two" / "config.json").read_text())["world_size"] == 2
     m1, m2 = load_metrics(tmp_path / "one"), load_metrics(tmp_path / "two")
-    assert m1[-1]["train_loss"] < m1[0]["train_loss"] - 0.05  # it learned: the curves carry signal
+    assert m1[0]["val_top1"] > 20  # it learned (chance: 10 %): the losses carry signal
     for a, b in zip(m1, m2, strict=True):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
         assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4)

@@ -351,7 +351,7 @@ class Transformed(Dataset):
 
     @property
     def targets(self):
-        return _targets(self.base)
+        return targets(self.base)
 
     def __len__(self) -> int:
         return len(self.base)
@@ -373,7 +373,7 @@ class LabelledSubset(Dataset):
 
     def __init__(self, base: Dataset, indices: list[int]):
         self.base, self.indices, self.classes = base, indices, base.classes
-        self.targets = _targets(base)[torch.as_tensor(indices, dtype=torch.long)].tolist()
+        self.targets = targets(base)[torch.as_tensor(indices, dtype=torch.long)].tolist()
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -385,7 +385,7 @@ class LabelledSubset(Dataset):
         return hashlib.sha256(f"{fingerprint(self.base)}:{self.indices}".encode()).hexdigest()
 
 
-def _targets(ds: Dataset) -> torch.Tensor:
+def targets(ds: Dataset) -> torch.Tensor:
     """All labels, from ``targets`` or (Imagenette) the (path, label) sample list."""
     if hasattr(ds, "targets"):
         return torch.as_tensor(ds.targets)
@@ -400,9 +400,9 @@ def subset(ds: Dataset, n: int, seed: int = 0) -> Dataset:
         return ds
     if n < 1:
         raise ValueError(f"a subset needs at least one item, got {n}")
-    targets = _targets(ds)
+    labels = targets(ds)
     gen = torch.Generator().manual_seed(seed)
-    per_class = [torch.nonzero(targets == c).flatten() for c in range(len(ds.classes))]
+    per_class = [torch.nonzero(labels == c).flatten() for c in range(len(ds.classes))]
     shuffled = [idx[torch.randperm(len(idx), generator=gen)] for idx in per_class]
     quota = n // len(per_class)
     chosen = [i for idx in shuffled for i in idx[:quota].tolist()]
@@ -430,7 +430,7 @@ def dataset_checksum(ds: Dataset) -> str:
 
 
 def class_counts(ds: Dataset) -> dict[str, int]:
-    counts = torch.bincount(_targets(ds), minlength=len(ds.classes)).tolist()
+    counts = torch.bincount(targets(ds), minlength=len(ds.classes)).tolist()
     return dict(zip(ds.classes, counts, strict=True))
 
 

@@ -25,57 +25,11 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
+from .metrics import accumulate, summarise, topk_correct
 from .models import VGG, to_fully_convolutional
 
 PROTOCOLS = ("single", "multiscale", "dense", "multicrop", "dense+multicrop")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision weights
-
-
-def topk_correct(
-    logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...] = (1, 5)
-) -> list[int]:
-    """How many rows have the target among their k highest scores, for each k."""
-    top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
-    hits = top == target[:, None]
-    return [int(hits[:, :k].any(1).sum()) for k in ks]
-
-
-@torch.no_grad()
-def accumulate(
-    model: nn.Module,
-    loader,
-    device: torch.device | str = "cpu",
-    *,
-    amp: bool = False,
-    channels_last: bool = False,
-    progress: bool = False,
-) -> torch.Tensor:
-    """Sums over a loader: [cross-entropy, top-1 hits, top-5 hits, images] (float64)."""
-    model.eval()
-    sums = torch.zeros(4, dtype=torch.float64, device=device)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    for x, y in tqdm(loader, desc="eval", leave=False, mininterval=2, disable=not progress):
-        x = x.to(device, non_blocking=True, memory_format=fmt)
-        y = y.to(device, non_blocking=True)
-        with torch.autocast(
-            device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=amp
-        ):
-            logits = model(x)
-        logits = logits.float()
-        top1, top5 = topk_correct(logits, y)
-        sums += torch.tensor(
-            [F.cross_entropy(logits, y, reduction="sum").item(), top1, top5, len(y)],
-            dtype=torch.float64,
-            device=device,
-        )
-    return sums
-
-
-def summarise(sums: torch.Tensor) -> dict[str, float]:
-    """Loss and accuracies (percent) from ``accumulate``'s sums."""
-    loss, top1, top5, n = sums.tolist()
-    n = max(n, 1)
-    return {"loss": loss / n, "top1": 100 * top1 / n, "top5": 100 * top5 / n, "images": int(n)}
 
 
 def evaluate(model: nn.Module, loader, device: torch.device | str = "cpu", **kwargs) -> dict:
@@ -100,10 +54,6 @@ def grid_crops(x: torch.Tensor, crop: int, grid: int = 5) -> list[torch.Tensor]:
     ys = torch.linspace(0, h - crop, grid).round().long().tolist()
     xs = torch.linspace(0, w - crop, grid).round().long().tolist()
     return [x[..., i : i + crop, j : j + crop] for i in ys for j in xs]
-
-
-def centre_probs(model: VGG, x: torch.Tensor, crop: int) -> torch.Tensor:
-    return F.softmax(model(v2.functional.center_crop(x, [crop, crop])), dim=1)
 
 
 def crop_probs(model: VGG, x: torch.Tensor, crop: int) -> torch.Tensor:
@@ -138,6 +88,7 @@ class Setting:
     normalize: v2.Normalize
 
     def transform(self, q: int) -> Callable:
+        """The whole image, its smaller side rescaled to Q (dense and multi-crop)."""
         return v2.Compose(
             [
                 v2.ToImage(),
@@ -147,6 +98,20 @@ class Setting:
                 self.normalize,
             ]
         )
+
+    def centre_transform(self, q: int) -> Callable:
+        """Rescaled to Q, then the centre crop: the single-scale protocol's view, and the
+        trainer's validation (one preprocessing path for both)."""
+        return v2.Compose([self.transform(q), v2.CenterCrop(self.crop)])
+
+    @classmethod
+    def of_run(cls, profile, mean: Sequence[float], protocol: str = "single") -> Setting:
+        """A trained run's setting: its crop, the protocol's test scales for its S, and its
+        mean RGB subtracted in its pixel units."""
+        from .augment import subtract_mean
+
+        scales = test_scales(profile.scale, profile.crop, protocol)
+        return cls(profile.crop, scales, subtract_mean(mean, profile.pixel_scale))
 
 
 def _collate(batch):
@@ -178,8 +143,9 @@ def predict(
             f"test scales {too_small} are below the crop {setting.crop}: use Q >= crop"
         )
     total_probs, labels = None, None
+    centre = protocol in ("single", "multiscale")
     for q in scales:
-        tf = setting.transform(q)
+        tf = setting.centre_transform(q) if centre else setting.transform(q)
         loader = DataLoader(dataset, batch_size=batch_size, collate_fn=_collate)
         chunks, ys = [], []
         for images, y in tqdm(loader, desc=f"{protocol} Q={q}", leave=False, disable=not progress):
@@ -194,8 +160,8 @@ def predict(
 
 
 def _probs(model, dense, x, protocol: str, crop: int) -> torch.Tensor:
-    if protocol in ("single", "multiscale"):
-        return centre_probs(model, x, crop)
+    if protocol in ("single", "multiscale"):  # x is the centre crop already
+        return F.softmax(model(x), dim=1)
     if protocol == "dense":
         return dense_probs(dense, x)
     if protocol == "multicrop":
@@ -234,17 +200,13 @@ def run_predictions(
     progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Probabilities of a trained run on its validation split, with the protocol's settings."""
-    from . import augment, data
+    from . import data
     from .runs import load_checkpoint, model_of
 
     ckpt = load_checkpoint(run_dir)
     model, spec = model_of(ckpt, run_dir)
     profile = spec.profile
-    setting = Setting(
-        profile.crop,
-        test_scales(profile.scale, profile.crop, protocol),
-        augment.subtract_mean(ckpt["mean_rgb"], profile.pixel_scale),
-    )
+    setting = Setting.of_run(profile, ckpt["mean_rgb"], protocol)
     val = data.load_dataset(profile.dataset, "val", data_root, download)
     for n in (profile.limit_val, limit):  # the run's validation subset, then fewer if asked
         if n:
@@ -312,6 +274,11 @@ def evaluate_weights(
             f"cannot read weights file {weights} ({type(e).__name__}): "
             "pass a torchvision VGG state dict saved with torch.save"
         ) from e
+    if not isinstance(state, dict) or "classifier.6.weight" not in state:
+        raise ValueError(
+            f"{weights} is not a torchvision VGG state dict (no classifier.6.weight): pass a "
+            "file such as vgg16-397923af.pth"
+        )
     batch_norm = any("running_mean" in k for k in state)
     classes = state["classifier.6.weight"].shape[0]
     model = build_vgg(config, classes, batch_norm=batch_norm)

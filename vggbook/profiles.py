@@ -34,8 +34,9 @@ class Profile:
     flip: bool = True
     pca_lighting: bool = True
     pixel_scale: float = 255.0  # inputs in 0-255 units minus the mean RGB, as in Caffe
-    amp: bool = False  # bf16 autocast, CUDA only
-    channels_last: bool = False  # CUDA only
+    amp: bool = True  # bf16 autocast where the hardware has bf16 (vggbook.precision)
+    channels_last: bool = True
+    batch_augment: bool = True  # in-memory datasets augmented a batch at a time (batches.py)
     notes: tuple[str, ...] = field(
         default_factory=tuple
     )  # why it departs; figures come from fields
@@ -53,11 +54,6 @@ class Profile:
                 raise ValueError(f"profile field {f.name}: expected {expected}, got {value!r}")
             if isinstance(value, list):
                 object.__setattr__(self, f.name, tuple(value))
-
-    @property
-    def test_scale(self) -> int:
-        """Q for single-scale validation: Q = S, or the middle of the jitter range."""
-        return self.scale if isinstance(self.scale, int) else sum(self.scale) // 2
 
     def replace(self, **changes) -> Profile:
         """A copy with some fields changed, e.g. ``profile.replace(epochs=2)``."""
@@ -95,8 +91,8 @@ class Profile:
         off = [n for n, on in (("flips", self.flip), ("PCA lighting", self.pca_lighting)) if not on]
         if off:
             found.append(f"augmentation without {' or '.join(off)}")
-        if self.amp or self.channels_last:
-            found.append("bf16 autocast and channels_last on GPUs (the paper trained in fp32)")
+        if self.amp:
+            found.append("bf16 autocast where the hardware has bf16 (the paper trained in fp32)")
         return (*found, *self.notes)
 
     @property
@@ -168,6 +164,7 @@ _CHECKS = {
     "pixel_scale": (lambda v: _real(v, 0, open_low=True), _POSITIVE),
     "amp": (lambda v: isinstance(v, bool), "true or false"),
     "channels_last": (lambda v: isinstance(v, bool), "true or false"),
+    "batch_augment": (lambda v: isinstance(v, bool), "true or false"),
     "notes": (
         lambda v: isinstance(v, list | tuple) and all(isinstance(n, str) for n in v),
         "a tuple of strings",
@@ -181,7 +178,7 @@ def _scaled(size: int, crop: int) -> int:
 
 def _one_gpu(dataset: str, crop: int, *notes: str) -> Profile:
     """A ten-class profile for one GPU: half width, batch 128, S jittered over the paper's
-    [256, 512] scaled to the crop, Glorot, bf16 and channels_last."""
+    [256, 512] scaled to the crop, Glorot."""
     return Profile(
         name=dataset,
         dataset=dataset,
@@ -194,8 +191,6 @@ def _one_gpu(dataset: str, crop: int, *notes: str) -> Profile:
         patience=2,
         init="glorot",
         workers=8,
-        amp=True,
-        channels_last=True,
         notes=(
             *notes,
             "sized for one GPU in under an hour",
@@ -237,8 +232,6 @@ PROFILES = {
         epochs=74,
         patience=2,
         workers=8,
-        amp=True,
-        channels_last=True,
     ),
 }
 

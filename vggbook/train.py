@@ -27,10 +27,11 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
-from . import augment, data, provenance, runs
-from .evaluate import accumulate, summarise, topk_correct
+from . import augment, batches, data, metrics, precision, provenance, runs
+from .evaluate import Setting
 from .init import initialise, transfer_from
-from .models import VGG, build_vgg
+from .metrics import accumulate, summarise
+from .models import VGG
 from .profiles import Profile
 from .runs import CHECKPOINT, CONFIG, METRICS, RunDirError, RunSpec
 
@@ -101,9 +102,13 @@ class SeededSamples(Dataset):
         return len(self.base)
 
     def __getitem__(self, i: int):
-        with torch.random.fork_rng(devices=[]):  # the caller's stream (dropout) is untouched
-            torch.manual_seed(epoch_seed(self.seed, self.epoch) * 1_000_033 + i)
+        cpu = torch.default_generator  # (torch.manual_seed would also queue CUDA's: slow)
+        caller = cpu.get_state()  # the caller's stream (dropout) is left as it was
+        cpu.manual_seed((epoch_seed(self.seed, self.epoch) * 1_000_033 + i) % 2**63)
+        try:
             return self.base[i]
+        finally:
+            cpu.set_state(caller)
 
 
 def make_datasets(spec: RunSpec, data_root: str | None, download: bool | None):
@@ -124,15 +129,52 @@ def make_datasets(spec: RunSpec, data_root: str | None, download: bool | None):
     return train_raw, val_raw
 
 
-def transforms(profile: Profile, mean: Sequence[float]):
-    """The run's training and validation transforms around a mean RGB."""
-    pca = (augment.IMAGENET_EIGVAL, augment.IMAGENET_EIGVEC) if profile.pca_lighting else None
-    scale = profile.pixel_scale
-    train_tf = augment.train_transform(
-        profile.crop, profile.scale, mean=mean, pca=pca, flip=profile.flip, pixel_scale=scale
-    )
-    val_tf = augment.eval_transform(profile.test_scale, profile.crop, mean=mean, pixel_scale=scale)
-    return train_tf, val_tf
+class TrainingData:
+    """The run's training images, one epoch of batches at a time: augmented a batch at a time
+    when the dataset is held in memory (``vggbook.batches``), else per image by DataLoader
+    workers. Either way every image's draws depend on the epoch and its index alone, and the
+    order on the epoch alone: the weights do not depend on the workers or the batching."""
+
+    def __init__(self, raw, profile: Profile, mean: Sequence[float], seed: int, dist: Dist):
+        self.profile, self.seed, self.dist, self.size = profile, seed, dist, len(raw)
+        pca = (augment.IMAGENET_EIGVAL, augment.IMAGENET_EIGVEC) if profile.pca_lighting else None
+        options = dict(mean=mean, pca=pca, flip=profile.flip, pixel_scale=profile.pixel_scale)
+        images = batches.images_of(raw) if profile.batch_augment else None
+        if images is not None:
+            self.pipeline = "batched"
+            self.batch = batches.BatchAugment(images, profile.crop, profile.scale, **options)
+            self.labels = data.targets(raw)
+        else:
+            self.pipeline = "per-image"
+            tf = augment.train_transform(profile.crop, profile.scale, **options)
+            self.dataset = SeededSamples(data.with_transform(raw, tf), seed)
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps per epoch."""
+        return self.size // self.profile.batch_size
+
+    def epoch(self, epoch: int):
+        """This rank's (images, labels) batches of one epoch (full batches only)."""
+        dist, batch_size = self.dist, self.profile.batch_size // self.dist.world
+        order = DistributedSampler(
+            range(self.size), dist.world, dist.rank, shuffle=True, seed=self.seed, drop_last=True
+        )
+        order.set_epoch(epoch)
+        if self.pipeline == "batched":
+            generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+            return batches.epoch_batches(self.batch, self.labels, order, batch_size, generator)
+        self.dataset.epoch = epoch
+        return DataLoader(
+            self.dataset,
+            batch_size=batch_size,
+            sampler=order,
+            drop_last=True,
+            num_workers=self.profile.workers,
+            worker_init_fn=data.seed_worker,
+            generator=torch.Generator().manual_seed(epoch_seed(self.seed, epoch)),
+            pin_memory=torch.cuda.is_available(),
+        )
 
 
 def run_mean(train_raw, dist: Dist, device: torch.device) -> tuple[float, float, float]:
@@ -209,18 +251,19 @@ def _train(spec, run_dir, ckpt, dist, data_root, download, progress) -> list[dic
     # Data, model, optimiser: fresh, or as the checkpoint left them.
     train_raw, val_raw = make_datasets(spec, data_root, download)
     mean = tuple(ckpt["mean_rgb"]) if ckpt else run_mean(train_raw, dist, device)
-    train_tf, val_tf = transforms(profile, mean)
-    train_ds = SeededSamples(data.with_transform(train_raw, train_tf), spec.seed)
-    val_ds = data.with_transform(val_raw, val_tf)
+    training = TrainingData(train_raw, profile, mean, spec.seed, dist)
+    prec = precision.choose(profile.amp, profile.channels_last, device)
+    if ckpt and ckpt["precision"] != prec.name:
+        raise RunDirError(
+            f"run directory {run_dir} trained in {ckpt['precision']}, and here it would go on in "
+            f"{prec.reason}: resume it on a machine like the one that started it"
+        )
     if ckpt:
         model, transferred = spec.build_model().to(device), ckpt["transferred"]
         model.load_state_dict(ckpt["model"])
     else:
         model, transferred = build_model(spec, device)
-    cuda = device.type == "cuda"
-    amp, channels_last = profile.amp and cuda, profile.channels_last and cuda
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=prec.memory_format)
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=profile.lr,
@@ -234,6 +277,8 @@ def _train(spec, run_dir, ckpt, dist, data_root, download, progress) -> list[dic
         scheduler.load_state_dict(ckpt["scheduler"])
         history, decays, done = ckpt["metrics"], ckpt["decays"], ckpt["epoch"]
     net = DistributedDataParallel(model) if dist.world > 1 else model
+    setting = Setting.of_run(profile, mean, "single")  # chapter 5's single-scale view
+    val_ds = data.with_transform(val_raw, setting.centre_transform(setting.scales[0]))
     val_loader = DataLoader(
         Subset(val_ds, range(dist.rank, len(val_ds), dist.world)),
         batch_size=profile.batch_size // dist.world,
@@ -247,6 +292,8 @@ def _train(spec, run_dir, ckpt, dist, data_root, download, progress) -> list[dic
         "mean_rgb": list(mean),
         "dataset_checksum": data.dataset_checksum(train_raw),
         "transferred": transferred,
+        "precision": prec.reason,
+        "augmentation": training.pipeline,
     }
 
     # The epoch loop: train, validate, maybe divide the lr, save.
@@ -255,17 +302,13 @@ def _train(spec, run_dir, ckpt, dist, data_root, download, progress) -> list[dic
         for epoch in range(done, profile.epochs):
             lr = optimizer.param_groups[0]["lr"]
             seconds = time.perf_counter()
-            train_ds.epoch = epoch
-            sums = train_one_epoch(
-                net, train_ds, optimizer, profile, spec.seed, epoch, dist, device, progress
-            )
+            torch.manual_seed(epoch_seed(spec.seed, epoch, dist.rank))  # dropout
+            bar = tqdm(training.epoch(epoch), f"epoch {epoch + 1}", training.steps, leave=False,
+                       mininterval=2, disable=not (progress and dist.main))  # fmt: skip
+            sums = train_one_epoch(net, bar, optimizer, prec, dist, device, epoch)
             train_stats = summarise(dist.all_sum(sums))
             seconds = time.perf_counter() - seconds
-            val = summarise(
-                dist.all_sum(
-                    accumulate(model, val_loader, device, amp=amp, channels_last=channels_last)
-                )
-            )
+            val = summarise(dist.all_sum(accumulate(model, val_loader, device)))
             scheduler.step(val["top1"])
             decayed = optimizer.param_groups[0]["lr"] < lr
             decays += decayed
@@ -297,6 +340,7 @@ def _train(spec, run_dir, ckpt, dist, data_root, download, progress) -> list[dic
                         "run": spec.to_json(),
                         "mean_rgb": list(mean),
                         "transferred": transferred,
+                        "precision": prec.name,
                         "stopped": stopped,
                     },
                     run_dir / CHECKPOINT,
@@ -332,84 +376,51 @@ def _intact(run_dir: Path, done: int) -> str:
 
 def train_one_epoch(
     net: nn.Module,
-    dataset,
+    batches,
     optimizer: torch.optim.Optimizer,
-    profile: Profile,
-    seed: int,
-    epoch: int,
+    prec: precision.Precision,
     dist: Dist,
     device: torch.device,
-    progress: bool,
+    epoch: int = 0,
 ) -> torch.Tensor:
-    """One pass over the training set; returns [loss, top-1 hits, top-5 hits, images] sums."""
-    torch.manual_seed(epoch_seed(seed, epoch, dist.rank))  # dropout (see SeededSamples)
-    sampler = DistributedSampler(
-        dataset, num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=seed, drop_last=True
-    )
-    sampler.set_epoch(epoch)
-    loader = DataLoader(
-        dataset,
-        batch_size=profile.batch_size // dist.world,
-        sampler=sampler,
-        drop_last=True,
-        num_workers=profile.workers,
-        worker_init_fn=data.seed_worker,
-        generator=torch.Generator().manual_seed(epoch_seed(seed, epoch, dist.rank)),
-        pin_memory=device.type == "cuda",
-    )
-    cuda = device.type == "cuda"
-    fmt = torch.channels_last if profile.channels_last and cuda else torch.contiguous_format
+    """One pass of SGD over ``batches`` of (images, labels) in epoch ``epoch`` (0-based, for
+    messages); returns the summed
+    [loss, top-1 hits, top-5 hits, images] on the device. The forward pass runs under the
+    precision's autocast, the loss in fp32; the NaN guard is the step's one synchronisation."""
     net.train()
     sums = torch.zeros(4, dtype=torch.float64, device=device)
-    # mininterval 2 s: few messages, for a notebook client's output queue drops them past ~1000
-    bar = tqdm(
-        loader,
-        desc=f"epoch {epoch + 1}",
-        leave=False,
-        mininterval=2,
-        disable=not (progress and dist.main),
-    )
-    for step, (x, y) in enumerate(bar):
-        x = x.to(device, non_blocking=True, memory_format=fmt)
+    for step, (x, y) in enumerate(batches):
+        x = x.to(device, non_blocking=True, memory_format=prec.memory_format)
         y = y.to(device, non_blocking=True)
-        with torch.autocast(
-            device_type=device.type, dtype=torch.bfloat16, enabled=profile.amp and cuda
-        ):
+        with prec.autocast(device):
             logits = net(x)
         loss = F.cross_entropy(logits.float(), y)
         total = dist.all_sum(loss.detach().double().reshape(1))  # every rank sees a NaN
         if not torch.isfinite(total).all():
+            lr = optimizer.param_groups[0]["lr"]
             raise NonFiniteLossError(
                 f"the training loss became {total.item()} at epoch {epoch + 1}, step {step + 1} "
-                f"(lr {optimizer.param_groups[0]['lr']:g}): lower the learning rate or change the "
-                "init"
+                f"(lr {lr:g}): lower the learning rate or change the init"
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        top1, top5 = topk_correct(logits.detach().float(), y)
-        sums += torch.tensor(
-            [loss.item() * len(y), top1, top5, len(y)], dtype=torch.float64, device=device
-        )
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        sums += metrics.batch_sums(logits.detach().float(), y, loss)
     return sums
 
 
 def step_throughput(config: str, profile: Profile, steps: int = 20, warmup: int = 3) -> float:
-    """Images/s of the training step alone (forward, loss, backward, SGD) on synthetic
-    in-memory batches: what the input pipeline must keep up with."""
-    model = build_vgg(
-        config, profile.num_classes, width=profile.width, image_size=profile.crop
-    ).train()
+    """Images/s of the trainer's step alone (forward in the profile's precision, loss,
+    backward, SGD) on one synthetic in-memory batch: what the input pipeline must keep up with."""
+    device = torch.device("cpu")
+    prec = precision.choose(profile.amp, profile.channels_last, device)
+    model = RunSpec.of(config, profile).build_model().to(memory_format=prec.memory_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=profile.lr, momentum=profile.momentum)
     x = torch.randn(profile.batch_size, 3, profile.crop, profile.crop)
     y = torch.randint(profile.num_classes, (profile.batch_size,))
-    for i in range(warmup + steps):
-        if i == warmup:
-            start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        optimizer.step()
+    train_one_epoch(model, [(x, y)] * warmup, optimizer, prec, Dist(), device)
+    start = time.perf_counter()
+    train_one_epoch(model, [(x, y)] * steps, optimizer, prec, Dist(), device)
     return steps * profile.batch_size / (time.perf_counter() - start)
 
 
