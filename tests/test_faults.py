@@ -236,6 +236,13 @@ def test_an_unwritable_run_directory_is_refused_before_the_data_is_read(tmp_path
             one_line_error(proc, 2, f"cannot write to run directory {run_dir}")
 
 
+def test_a_class_count_the_dataset_does_not_have_is_named(tmp_path):
+    proc = start("train", "--run-dir", tmp_path / "r", *CLI, "--set", "num_classes=5")
+    one_line_error(proc, 2, "num_classes is 5, but fashion-mnist has 10 classes",
+                   "--set num_classes=10")  # fmt: skip
+    assert not (tmp_path / "r" / runs.CHECKPOINT).exists()
+
+
 def test_a_non_finite_first_epoch_leaves_nothing_in_the_way(tmp_path):
     run_dir = tmp_path / "r"
     proc = start("train", "--run-dir", run_dir, *CLI, "--lr", "1e8", "--init", "glorot")
