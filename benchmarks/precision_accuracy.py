@@ -2,9 +2,9 @@
 seed (the same seed, data order and augmentation; only the precision differs), each net's top-1
 error on all 10,000 Fashion-MNIST test images (single scale, fp32 evaluation).
 
-Per seed: McNemar's exact test on the images where exactly one of the two nets is right
-(``scipy.stats.binomtest``) and the error difference. Over seeds: the mean difference with a
-t interval (``scipy.stats.ttest_rel`` on the per-seed errors).
+Per seed: McNemar's exact test on the images where exactly one of the two nets is right and a
+paired bootstrap interval of the error difference (``vggbook.stats.mcnemar``). Over seeds: the
+mean difference with a t interval (``vggbook.stats.seed_level``).
 
     python benchmarks/precision_accuracy.py --seeds 0 1 2
 
@@ -18,9 +18,8 @@ import json
 from pathlib import Path
 
 import torch
-from scipy import stats
 
-from vggbook import data, evaluate, runs
+from vggbook import data, evaluate, runs, stats
 from vggbook.profiles import get_profile
 from vggbook.train import train
 
@@ -50,22 +49,18 @@ def main() -> None:
             train(args.config, get_profile("tiny", amp=amp), run_dir, seed=seed, resume=True,
                   progress=False)  # fmt: skip
             correct[name] = test_correct(run_dir)
-        a, b = correct["fp32"], correct["bf16"]
-        only_fp32, only_bf16 = int((a & ~b).sum()), int((~a & b).sum())
-        mcnemar = stats.binomtest(only_fp32, only_fp32 + only_bf16, 0.5).pvalue
-        error = {k: 100 * (1 - v.double().mean().item()) for k, v in correct.items()}
-        rows.append({"seed": seed, **{f"{k}_error": round(v, 2) for k, v in error.items()},
-                     "bf16_minus_fp32": round(error["bf16"] - error["fp32"], 2),
-                     "only_fp32_right": only_fp32, "only_bf16_right": only_bf16,
-                     "mcnemar_p": round(mcnemar, 4)})  # fmt: skip
+        c = stats.mcnemar(correct["fp32"], correct["bf16"])  # effect: fp32 - bf16 error
+        rows.append({"seed": seed, "fp32_error": round(c.error_a, 2),
+                     "bf16_error": round(c.error_b, 2), "bf16_minus_fp32": round(-c.effect, 2),
+                     "ci95": [round(-c.ci[1], 2), round(-c.ci[0], 2)],
+                     "only_fp32_right": c.only_a, "only_bf16_right": c.only_b,
+                     "mcnemar_p": round(c.p, 4)})  # fmt: skip
         print(rows[-1])
-    diffs = [r["bf16_minus_fp32"] for r in rows]
-    summary = {"config": args.config, "profile": "tiny", "test_images": int(len(a)), "seeds": rows}
+    summary = {"config": args.config, "profile": "tiny", "test_images": c.n, "seeds": rows}
     if len(rows) > 1:
-        test = stats.ttest_rel([r["bf16_error"] for r in rows], [r["fp32_error"] for r in rows])
-        low, high = test.confidence_interval(0.95)
-        summary["mean_difference"] = round(sum(diffs) / len(diffs), 3)
-        summary["ci95"], summary["ttest_p"] = [round(low, 3), round(high, 3)], test.pvalue
+        s = stats.seed_level([r["bf16_error"] for r in rows], [r["fp32_error"] for r in rows])
+        summary["mean_bf16_minus_fp32"] = round(s.effect, 3)
+        summary["ci95"], summary["ttest_p"] = [round(s.ci[0], 3), round(s.ci[1], 3)], s.p
     print(json.dumps(summary))
 
 

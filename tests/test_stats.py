@@ -1,0 +1,173 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as sps
+
+from vggbook import stats
+
+
+def pairs(both: int, only_a: int, only_b: int, neither: int) -> tuple[np.ndarray, np.ndarray]:
+    """Correctness vectors with exactly these counts of (A right, B right) images."""
+    a = [True] * both + [True] * only_a + [False] * only_b + [False] * neither
+    b = [True] * both + [False] * only_a + [True] * only_b + [False] * neither
+    return np.array(a), np.array(b)
+
+
+def test_mcnemar_known_example():
+    a, b = pairs(both=5, only_a=10, only_b=2, neither=3)
+    c = stats.mcnemar(a, b, resamples=200)
+    assert (c.n, c.only_a, c.only_b) == (20, 10, 2)
+    assert c.error_a == pytest.approx(25.0) and c.error_b == pytest.approx(65.0)
+    assert c.effect == pytest.approx(-40.0)  # A is better
+    by_hand = 2 * sum(math.comb(12, k) for k in range(3)) / 2**12  # = 158 / 4096
+    assert c.p == pytest.approx(by_hand) and c.p == pytest.approx(0.03857421875)
+    assert c.ci[0] <= c.effect <= c.ci[1] < 0
+
+
+def test_mcnemar_without_discordant_images():
+    a, b = pairs(both=7, only_a=0, only_b=0, neither=3)
+    c = stats.mcnemar(a, b, resamples=200)
+    assert (c.effect, c.p, c.ci) == (0.0, 1.0, (0.0, 0.0))
+
+
+def test_swapping_classifiers_flips_the_effect():
+    a, b = pairs(both=300, only_a=40, only_b=65, neither=95)
+    ab, ba = stats.mcnemar(a, b, resamples=500), stats.mcnemar(b, a, resamples=500)
+    assert ab.effect == pytest.approx(5.0) and ba.effect == pytest.approx(-5.0)
+    assert (ab.only_a, ab.only_b) == (ba.only_b, ba.only_a)
+    assert ab.p == pytest.approx(ba.p) and ab.p < 0.05
+    assert ab.ci == pytest.approx((-ba.ci[1], -ba.ci[0]))
+
+
+def test_torch_tensors_match_arrays():
+    a, b = pairs(both=30, only_a=4, only_b=9, neither=7)
+    from_torch = stats.mcnemar(torch.from_numpy(a), torch.from_numpy(b), resamples=200)
+    assert from_torch == stats.mcnemar(a, b, resamples=200)
+
+
+def test_bootstrap_covers_the_difference_with_the_paired_width():
+    n, only_a, only_b = 2000, 100, 160  # true effect (160 - 100) / 2000 = 3 points
+    a, b = pairs(both=1500, only_a=only_a, only_b=only_b, neither=240)
+    lo, hi = stats.paired_bootstrap(a, b, resamples=2000)
+    assert 0 < lo < 3.0 < hi
+    # the paired standard error of the difference of proportions
+    se = math.sqrt((only_a + only_b) / n - ((only_b - only_a) / n) ** 2) / math.sqrt(n)
+    assert hi - lo == pytest.approx(2 * 1.959964 * 100 * se, rel=0.1)
+
+
+def test_bootstrap_coverage_over_repeated_samples():
+    rng = np.random.default_rng(7)
+    true_effect, covered = 2.0, 0
+    for trial in range(40):
+        u = rng.random(400)
+        a = u >= 0.06  # A is wrong on 6% of the images...
+        b = (u < 0.06) | (u >= 0.14)  # ...B on a disjoint 8%: error_a - error_b = -2 points
+        lo, hi = stats.paired_bootstrap(b, a, resamples=400, seed=trial)
+        covered += lo <= true_effect <= hi
+    assert covered >= 34  # nominal 95% of 40 trials is 38
+
+
+def test_bootstrap_is_deterministic_under_its_seed():
+    rng = np.random.default_rng(3)
+    a, b = rng.random(500) < 0.7, rng.random(500) < 0.75
+    first = stats.paired_bootstrap(a, b, resamples=500, seed=11)
+    assert stats.paired_bootstrap(a, b, resamples=500, seed=11) == first
+    assert stats.paired_bootstrap(a, b, resamples=500, seed=12) != first
+
+
+def test_seed_level_matches_the_paired_t_by_hand():
+    a, b = [7.1, 7.3, 7.0], [6.8, 7.0, 6.9]
+    s = stats.seed_level(a, b)
+    d = np.subtract(a, b)
+    se = d.std(ddof=1) / math.sqrt(3)
+    t_crit = sps.t.ppf(0.975, df=2)
+    assert s.n == 3 and s.effect == pytest.approx(d.mean()) and s.effect > 0
+    assert s.ci == pytest.approx((d.mean() - t_crit * se, d.mean() + t_crit * se))
+    assert s.p == pytest.approx(2 * sps.t.sf(d.mean() / se, df=2))
+    swapped = stats.seed_level(b, a)
+    assert swapped.effect == pytest.approx(-s.effect) and swapped.p == pytest.approx(s.p)
+
+
+def test_holm_worked_example():
+    # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> monotone 0.06
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])  # 1.2 capped, 0.7 raised
+    assert stats.holm([0.02]) == pytest.approx([0.02])
+    assert stats.holm([]) == []
+
+
+@pytest.mark.parametrize(
+    "effect, ci, expected",
+    [
+        (0.8, (0.2, 1.5), "reproduced"),
+        (-0.8, (-1.5, -0.2), "contradicted"),
+        (0.1, (-0.3, 0.6), "smaller than the paper's"),
+        (0.5, (-0.3, 1.4), "inconclusive"),
+        (0.5, (0.0, 1.0), "inconclusive"),  # touches 0 and the paper's effect
+    ],
+)
+def test_status_rule(effect, ci, expected):
+    assert stats.status(effect, ci, paper_effect=1.0) == expected
+
+
+def test_minimum_detectable_effect_formula():
+    z_a = sps.norm.ppf(0.975)
+    # at power 0.5 Connor's formula reduces to z_a * sqrt(psi / n)
+    half = stats.minimum_detectable_effect(10_000, 0.1, power=0.5)
+    assert half == pytest.approx(100 * z_a * math.sqrt(0.1 / 10_000))
+    mde = stats.minimum_detectable_effect(10_000, 0.1)
+    simple = 100 * (z_a + sps.norm.ppf(0.8)) * math.sqrt(0.1 / 10_000)
+    assert mde == pytest.approx(simple, rel=0.01) and mde < simple
+    quarter = stats.minimum_detectable_effect(40_000, 0.1)
+    assert quarter == pytest.approx(mde / 2, rel=0.01)
+    # few images: d solves Connor's sqrt(n) d = z_a sqrt(psi) + z_b sqrt(psi - d^2) exactly
+    n, psi, z_b = 50, 0.5, sps.norm.ppf(0.8)
+    d = stats.minimum_detectable_effect(n, psi) / 100
+    assert math.sqrt(n) * d == pytest.approx(z_a * math.sqrt(psi) + z_b * math.sqrt(psi - d**2))
+
+
+def simulated_power(n: int, psi: float, effect: float, trials: int, seed: int) -> float:
+    """Share of simulated test sets on which the exact McNemar test rejects at 5%."""
+    rng = np.random.default_rng(seed)
+    discordant = rng.binomial(n, psi, size=trials)
+    only_b = rng.binomial(discordant, (psi + effect / 100) / (2 * psi))
+    counts = zip(discordant, only_b, strict=True)
+    rejected = [sps.binomtest(int(d - c), int(d), 0.5).pvalue < 0.05 for d, c in counts]
+    return float(np.mean(rejected))
+
+
+def test_minimum_detectable_effect_has_the_power_by_simulation():
+    n, psi = 5000, 0.1
+    mde = stats.minimum_detectable_effect(n, psi)
+    assert simulated_power(n, psi, mde, trials=400, seed=0) == pytest.approx(0.8, abs=0.06)
+    assert simulated_power(n, psi, mde / 2, trials=400, seed=1) < 0.5
+
+
+def test_unequal_lengths_are_rejected():
+    with pytest.raises(ValueError, match="lengths differ: 3 vs 2") as info:
+        stats.mcnemar([True, False, True], [True, False])
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="equal length"):
+        stats.seed_level([1.0, 2.0], [1.0])
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: stats.paired_bootstrap([], []),
+        lambda: stats.paired_bootstrap([[True]], [[True]]),
+        lambda: stats.mcnemar([0, 2], [1, 1]),
+        lambda: stats.seed_level([1.0], [2.0]),
+        lambda: stats.holm([0.5, 1.5]),
+        lambda: stats.minimum_detectable_effect(3, 0.1),
+        lambda: stats.minimum_detectable_effect(100, 0.0),
+        lambda: stats.status(2.0, (0.0, 1.0), 1.0),
+        lambda: stats.status(0.5, (0.0, 1.0), -1.0),
+    ],
+)
+def test_invalid_inputs_are_rejected(call):
+    with pytest.raises(ValueError) as info:
+        call()
+    assert "\n" not in str(info.value)

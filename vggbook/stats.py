@@ -1,0 +1,198 @@
+"""Statistics for testing the paper's findings: two classifiers on the same test images.
+
+Conventions: errors are percentages, effects are percentage points, and an effect is
+``error_a - error_b``, so a positive effect means B (the second argument) is better.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import stats
+
+if TYPE_CHECKING:
+    import torch
+
+    Correctness = np.ndarray | torch.Tensor | Sequence[bool]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two classifiers on the same n images (errors in percent, effect and ci in points)."""
+
+    n: int
+    error_a: float
+    error_b: float
+    effect: float  # error_a - error_b: positive means B is better
+    only_a: int  # images only A classifies correctly
+    only_b: int  # images only B classifies correctly
+    p: float  # two-sided exact McNemar p
+    ci: tuple[float, float]  # 95% paired bootstrap interval of the effect
+
+
+@dataclass(frozen=True)
+class SeedComparison:
+    """Two training configurations over n paired seeds (errors in percent, effect in points)."""
+
+    n: int
+    mean_a: float
+    mean_b: float
+    effect: float  # mean of error_a - error_b over seeds: positive means B is better
+    ci: tuple[float, float]  # 95% t interval of the effect
+    p: float  # two-sided paired t-test p
+
+
+def _correctness(correct_a: Correctness, correct_b: Correctness) -> tuple[np.ndarray, np.ndarray]:
+    """Both per-image correctness vectors as 1-D bool arrays of the same, non-zero length."""
+    out = []
+    for x in (correct_a, correct_b):
+        x = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x)
+        if x.ndim != 1 or x.size == 0:
+            raise ValueError(f"correctness must be a non-empty 1-D vector, got shape {x.shape}")
+        if x.dtype != bool and not np.isin(x, (0, 1)).all():
+            raise ValueError("correctness must be boolean (or 0/1)")
+        out.append(x.astype(bool))
+    if len(out[0]) != len(out[1]):
+        raise ValueError(f"correctness lengths differ: {len(out[0])} vs {len(out[1])} images")
+    return out[0], out[1]
+
+
+def paired_bootstrap(
+    correct_a: Correctness,
+    correct_b: Correctness,
+    *,
+    resamples: int = 10_000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``error_a - error_b`` in points, resampling images.
+
+    ``scipy.stats.bootstrap`` on the per-image differences ``correct_b - correct_a`` (their
+    mean is the effect), which is the paired bootstrap; deterministic under ``seed``.
+    """
+    a, b = _correctness(correct_a, correct_b)
+    diff = b.astype(np.int8) - a.astype(np.int8)
+    res = stats.bootstrap(
+        (diff,),
+        np.mean,
+        n_resamples=resamples,
+        batch=max(1, 2_000_000 // len(diff)),  # about 2M resampled images in memory at a time
+        confidence_level=level,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    lo, hi = res.confidence_interval
+    return 100 * float(lo), 100 * float(hi)
+
+
+def mcnemar(
+    correct_a: Correctness, correct_b: Correctness, *, resamples: int = 10_000, seed: int = 0
+) -> Comparison:
+    """Exact McNemar test of two classifiers' per-image correctness on the same images.
+
+    p is ``binomtest(only_a, only_a + only_b, 0.5)`` (two-sided; 1 with no discordant images);
+    ci is the 95% ``paired_bootstrap`` interval with the given ``resamples`` and ``seed``.
+    """
+    a, b = _correctness(correct_a, correct_b)
+    n = len(a)
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    discordant = only_a + only_b
+    p = stats.binomtest(only_a, discordant, 0.5).pvalue if discordant else 1.0
+    return Comparison(
+        n=n,
+        error_a=100 * int((~a).sum()) / n,
+        error_b=100 * int((~b).sum()) / n,
+        effect=100 * (only_b - only_a) / n,
+        only_a=only_a,
+        only_b=only_b,
+        p=float(p),
+        ci=paired_bootstrap(a, b, resamples=resamples, seed=seed),
+    )
+
+
+def seed_level(errors_a: Sequence[float], errors_b: Sequence[float]) -> SeedComparison:
+    """Paired t-test (``scipy.stats.ttest_rel``) of per-seed errors of two configurations.
+
+    ``errors_a[i]`` and ``errors_b[i]`` come from the same seed; needs at least two seeds.
+    Differences without spread give a zero-width ci and p = 0 (NaN if they are all zero).
+    """
+    a, b = np.asarray(errors_a, dtype=float), np.asarray(errors_b, dtype=float)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(f"per-seed errors must be 1-D of equal length, got {a.shape}, {b.shape}")
+    if len(a) < 2:
+        raise ValueError(f"a paired t-test needs at least 2 seeds, got {len(a)}")
+    res = stats.ttest_rel(a, b)
+    lo, hi = res.confidence_interval(0.95)
+    return SeedComparison(
+        n=len(a),
+        mean_a=float(a.mean()),
+        mean_b=float(b.mean()),
+        effect=float((a - b).mean()),
+        ci=(float(lo), float(hi)),
+        p=float(res.pvalue),
+    )
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm step-down adjusted p-values, in the input order (monotone, capped at 1).
+
+    Hand-written (scipy has no Holm): the i-th smallest of m p-values becomes
+    ``max over j <= i of min(1, (m - j + 1) * p_(j))``, with j counted from 1.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    if p.ndim != 1 or ((p < 0) | (p > 1) | np.isnan(p)).any():
+        raise ValueError("p-values must be a flat sequence of numbers in [0, 1]")
+    order = np.argsort(p, kind="stable")
+    scaled = (len(p) - np.arange(len(p))) * p[order]
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
+    return adjusted.tolist()
+
+
+def minimum_detectable_effect(
+    n: int, discordant_rate: float, *, alpha: float = 0.05, power: float = 0.8
+) -> float:
+    """Smallest effect (points) McNemar's test on n images detects with the given power.
+
+    Connor's (1987) normal approximation: with discordant rate psi, the effect d (a fraction)
+    solves ``sqrt(n) * d = z_{1-alpha/2} * sqrt(psi) + z_{power} * sqrt(psi - d**2)``, i.e.
+    ``d = sqrt(psi) * (z_a * sqrt(n) + z_b * sqrt(n - z_a**2 + z_b**2)) / (n + z_b**2)``.
+    """
+    if not (0 < discordant_rate <= 1 and 0 < alpha < 1 and 0 < power < 1):
+        raise ValueError("discordant_rate must be in (0, 1], alpha and power in (0, 1)")
+    z_a, z_b = stats.norm.ppf(1 - alpha / 2), stats.norm.ppf(power)
+    if n <= z_a**2 - z_b**2:
+        raise ValueError(f"{n} images are too few for alpha={alpha}, power={power}")
+    d = np.sqrt(discordant_rate) * (z_a * np.sqrt(n) + z_b * np.sqrt(n - z_a**2 + z_b**2))
+    d /= n + z_b**2
+    if d > discordant_rate:
+        raise ValueError(
+            f"no effect is detectable: {n} images with {discordant_rate:.1%} discordant are too few"
+        )
+    return float(100 * d)
+
+
+def status(effect: float, ci: tuple[float, float], paper_effect: float) -> str:
+    """The book's pre-registered verdict on a finding, all in points in the paper's direction.
+
+    "reproduced" if the whole ci > 0, "contradicted" if the whole ci < 0, "smaller than the
+    paper's" if ci includes 0 but lies below ``paper_effect``, else "inconclusive". The rule
+    reads only ci; ``effect`` (the point estimate) must lie inside it.
+    """
+    lo, hi = ci
+    if not lo <= effect <= hi:
+        raise ValueError(f"effect {effect} lies outside its interval [{lo}, {hi}]")
+    if paper_effect <= 0:
+        raise ValueError(
+            f"paper_effect must be positive (the paper's direction), got {paper_effect}"
+        )
+    if lo > 0:
+        return "reproduced"
+    if hi < 0:
+        return "contradicted"
+    if hi < paper_effect:
+        return "smaller than the paper's"
+    return "inconclusive"
