@@ -25,17 +25,11 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
-from .metrics import accumulate, summarise, topk_correct
+from .metrics import topk_correct
 from .models import VGG, to_fully_convolutional
 
 PROTOCOLS = ("single", "multiscale", "dense", "multicrop", "dense+multicrop")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision weights
-
-
-def evaluate(model: nn.Module, loader, device: torch.device | str = "cpu", **kwargs) -> dict:
-    """Cross-entropy, top-1 / top-5 accuracy and error (percent) of ``model`` over ``loader``."""
-    result = summarise(accumulate(model, loader, device, **kwargs))
-    return {**result, "top1_error": 100 - result["top1"], "top5_error": 100 - result["top5"]}
 
 
 def errors(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
