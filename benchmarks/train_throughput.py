@@ -176,7 +176,7 @@ def trainer_side(name, spec, prec, batches, data, device) -> Side:
     optimizer, dist = sgd(model, spec.profile), Dist()
 
     def train(batches: Iterable) -> int:
-        return int(train_one_epoch(model, batches, optimizer, prec, dist, device)[3])
+        return int(train_one_epoch(model, batches, optimizer, prec, dist, device)[0][3])
 
     return Side(name, model, prec, data, batches, train)
 

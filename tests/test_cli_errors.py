@@ -48,7 +48,7 @@ def one_line_error(capsys, code) -> str:
         ("scale=1,2,3", "profile field scale: expected an integer S or a range"),
         ("epochs=1.5", "profile field epochs: expected an integer, got '1.5'"),
         ("flip=maybe", "profile field flip: expected true or false"),
-        ("limit_val=lots", "profile field limit_val: expected an integer, or none, got 'lots'"),
+        ("val_images=lots", "profile field val_images: expected an integer, or none, got 'lots'"),
         ("notes=[bad", "profile field notes: expected one note, or a JSON list of strings"),
         ("colour=red", "unknown profile field(s) ['colour']"),
         ("epochs", "--set takes FIELD=VALUE, got 'epochs'"),
@@ -83,13 +83,13 @@ def test_an_impossible_value_is_one_line(tmp_path, capsys, trained, args, messag
 
 
 def test_set_works_for_fields_that_also_have_a_flag(tmp_path, capsys, trained):
-    args = ["--set", "epochs=1", "--set", "limit_val=128", "--set", "limit_train=none"]
+    args = ["--set", "epochs=1", "--set", "val_images=128", "--set", "limit_train=none"]
     assert train_cli(tmp_path, *args, "--set", "scale=37,73", "--set", "flip=no") == 0
     (profile,) = trained
-    assert (profile.epochs, profile.limit_val, profile.limit_train) == (1, 128, None)
+    assert (profile.epochs, profile.val_images, profile.limit_train) == (1, 128, None)
     assert profile.scale == (37, 73) and profile.flip is False
     assert profile == PROFILES["tiny"].replace(
-        epochs=1, limit_val=128, limit_train=None, scale=(37, 73), flip=False
+        epochs=1, val_images=128, limit_train=None, scale=(37, 73), flip=False
     )
 
 
@@ -106,7 +106,7 @@ def test_flags_and_set_merge(tmp_path, trained):
     [
         (["--epochs", "2", "--set", "epochs=3"], "--epochs 2 and --set epochs=3 disagree"),
         (["--set", "lr=0.1", "--set", "lr=0.2"], "--set lr=0.1 and --set lr=0.2 disagree"),
-        (["--limit-val", "64", "--set", "limit_val=none"], "--limit-val 64 and --set limit_val"),
+        (["--val-images", "64", "--set", "val_images=none"], "--val-images 64 and --set val_images"),
         (["--init", "glorot", "--set", "init=kaiming"], "--init glorot and --set init=kaiming"),
     ],
 )

@@ -21,9 +21,9 @@ from vggbook.runs import RunDirError, RunSpec
 from vggbook.train import NonFiniteLossError, TrainingInterrupted, train
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = dict(width=0.125, batch_size=32, limit_train=256, limit_val=64, epochs=1, workers=0)
+SMALL = dict(width=0.125, batch_size=32, limit_train=256, val_images=64, epochs=1, workers=0)
 # The same small run from the command line.
-CLI = ["--limit-train", "256", "--limit-val", "64", "--batch-size", "32", "--no-progress"]
+CLI = ["--limit-train", "256", "--val-images", "64", "--batch-size", "32", "--no-progress"]
 CLI += ["--set", "width=0.125"]
 LONG = ["--epochs", "500", "--set", "patience=1000"]  # a run that is still going seconds later
 

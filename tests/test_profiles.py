@@ -106,7 +106,7 @@ IMPOSSIBLE = [
     ("max_decays", -1, "an integer >= 0"),
     ("init", 3, "a non-empty string"),
     ("limit_train", -1, "none or an integer >= 0"),
-    ("limit_val", 64.0, "none or an integer >= 0"),
+    ("val_images", 64.0, "none or an integer >= 0"),
     ("workers", -1, "an integer >= 0"),
     ("flip", 1, "true or false"),
     ("pca_lighting", "yes", "true or false"),
@@ -135,7 +135,7 @@ def test_possible_edge_values_pass():
     tiny = get_profile("tiny")
     assert tiny.replace(scale=[32, 32]).scale == (32, 32)  # a JSON list becomes a tuple
     assert tiny.replace(notes=["a"]).notes == ("a",)
-    assert tiny.replace(limit_train=0, limit_val=None).limit_train == 0  # 0: the whole split
+    assert tiny.replace(limit_train=0, val_images=None).limit_train == 0  # 0: the whole split
     assert tiny.replace(momentum=0, dropout=0.0, weight_decay=0, patience=0).dropout == 0
     assert tiny.replace(width=2, lr=1).width == 2
     with pytest.raises(ValueError, match="unknown profile field"):

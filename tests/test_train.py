@@ -15,7 +15,7 @@ from vggbook.runs import load_metrics, load_model
 from vggbook.train import NonFiniteLossError, RunDirError, expected_decays, train
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = dict(width=0.125, batch_size=32, limit_train=192, limit_val=64, epochs=2, workers=0)
+SMALL = dict(width=0.125, batch_size=32, limit_train=192, val_images=64, epochs=2, workers=0)
 
 
 def small_profile(**changes):
@@ -101,7 +101,7 @@ def test_kill_9_mid_epoch_then_resume_is_bit_exact(tmp_path):
         "3",
         "--limit-train",
         "1024",
-        "--limit-val",
+        "--val-images",
         "64",
         "--batch-size",
         "32",
@@ -203,7 +203,7 @@ def test_cli_train_then_evaluate(tmp_path):
         "1",
         "--limit-train",
         "64",
-        "--limit-val",
+        "--val-images",
         "64",
         "--no-progress",
     )
@@ -230,7 +230,7 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path):
         "1",
         "--limit-train",
         "512",
-        "--limit-val",
+        "--val-images",
         "64",
         "--batch-size",
         "32",

@@ -1,4 +1,4 @@
-"""The command line: ``python -m vggbook train|evaluate`` (also installed as ``vggbook``)."""
+"""The command line: ``python -m vggbook train|evaluate|study`` (also installed as ``vggbook``)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .profiles import PROFILES, Profile, get_profile
 from .train import Terminated
 
 # The train flags that set a profile field: read as strings, parsed like --set FIELD=VALUE.
-PROFILE_FLAGS = ("epochs", "batch_size", "lr", "limit_train", "limit_val", "workers")
+PROFILE_FLAGS = ("epochs", "batch_size", "lr", "limit_train", "val_images", "workers")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -34,7 +34,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", help="the global batch, split across processes")
     t.add_argument("--lr")
     t.add_argument("--limit-train", help="train on a class-balanced subset")
-    t.add_argument("--limit-val")
+    t.add_argument("--val-images")
     t.add_argument("--workers", help="DataLoader workers per process")
     t.add_argument(
         "--init", help="gaussian, gaussian-0.1, gaussian-width, glorot, kaiming or transfer:RUN"
@@ -61,6 +61,17 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--data-root")
     e.add_argument("--download", action="store_true")
     e.add_argument("--batch-size", type=int, default=64)
+
+    s = sub.add_parser("study", help="train and record the runs behind the paper's findings")
+    s.add_argument("--root", default="study", help="records go to ROOT/records, weights to ROOT/work")
+    s.add_argument("--seeds", type=int, nargs="+", help="only the runs of these seeds")
+    s.add_argument("--only", nargs="+", default=[], metavar="NAME", help="only these runs")
+    s.add_argument("--witness", action="store_true", help="(on a CPU) record the witness")
+    s.add_argument("--data-root")
+    s.add_argument("--download", action="store_true")
+    s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a profile field of every run (a smoke test)")  # fmt: skip
     return p
 
 
@@ -72,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train(args)
+        if args.command == "study":
+            return _study(args)
         return _evaluate(args)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"vggbook: error: {e}", file=sys.stderr)
@@ -205,4 +218,32 @@ def _evaluate(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
         )
     print(json.dumps(result))
+    return 0
+
+
+def _study(args: argparse.Namespace) -> int:
+    from . import study
+
+    overrides = {}
+    for item in args.set:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set takes FIELD=VALUE, got {item!r}")
+        overrides[name.strip()] = parse_field(name.strip(), text)
+    if args.witness:
+        record = study.witness(args.root, data_root=args.data_root, **overrides)
+        study.write_manifest(args.root, record)
+        print(json.dumps(record))
+        return 0
+    done = study.run_study(
+        args.root,
+        seeds=args.seeds,
+        only=args.only,
+        data_root=args.data_root,
+        download=args.download or None,
+        progress=not args.no_progress,
+        **overrides,
+    )
+    study.write_manifest(args.root)
+    print(f"study: recorded {len(done)} run(s) in {args.root}/records")
     return 0

@@ -325,16 +325,22 @@ def load_dataset(
     verify: bool = True,
     **options,
 ) -> Dataset:
-    """A split ("train" or "val"; "test" means "val") of (image, label) pairs with ``.classes``.
+    """A split ("train" or "test") of (image, label) pairs with ``.classes``. "test" is the
+    dataset's evaluation split (Fashion-MNIST's t10k, an image tree's ``val/`` folder, as
+    ILSVRC's validation set was the paper's test set); validation images for training
+    decisions are held out of "train" (``holdout``), never taken from it.
 
     ``download=None`` means: only if ``VGGBOOK_DOWNLOAD=1``. ``skip_bad`` and ``verify`` apply
     to image folders; ``options`` go to the dataset's loader (imagenette: ``size="320px"``).
     """
     if name not in REGISTRY:
         raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(REGISTRY)}")
-    split = {"test": "val"}.get(split, split)
-    if split not in ("train", "val"):
-        raise ValueError(f"unknown split {split!r}: choose train or val")
+    if split not in ("train", "test"):
+        raise ValueError(
+            f"unknown split {split!r}: choose train or test (validation images are held out "
+            "of train by data.holdout)"
+        )
+    split = "val" if split == "test" else split  # the loaders' own name for it
     if REGISTRY[name] is _image_folder:
         ds = _image_folder(split, root, download, skip_bad=skip_bad, verify=verify, **options)
     else:
@@ -409,6 +415,31 @@ def subset(ds: Dataset, n: int, seed: int = 0) -> Dataset:
     rest = torch.cat([idx[quota:] for idx in shuffled])
     chosen += rest[torch.randperm(len(rest), generator=gen)[: n - len(chosen)]].tolist()
     return LabelledSubset(ds, sorted(chosen))
+
+
+HOLDOUT_SEED = 0  # one validation set per dataset, whatever the run's seed
+MAX_HOLDOUT = 10_000
+
+
+def holdout_size(n_train: int, val_images: int | None) -> int:
+    """How many training images are held out for validation: ``val_images``, or by default
+    one in twelve (5,000 of Fashion-MNIST's 60,000), at most ``MAX_HOLDOUT``."""
+    if val_images is None:
+        return min(n_train // 12, MAX_HOLDOUT)
+    if not 0 < val_images < n_train:
+        raise ValueError(
+            f"val_images must be between 1 and {n_train - 1} (the training split's size "
+            f"minus one), got {val_images}"
+        )
+    return val_images
+
+
+def holdout(ds: Dataset, val_images: int | None = None) -> tuple[Dataset, Dataset]:
+    """The training split cut in two: (the images to train on, the validation images), the
+    latter a class-balanced subset drawn with ``HOLDOUT_SEED``, the same for every run."""
+    held = subset(ds, holdout_size(len(ds), val_images), HOLDOUT_SEED)
+    kept = sorted(set(range(len(ds))) - set(held.indices))
+    return LabelledSubset(ds, kept), held
 
 
 def fingerprint(ds: Dataset) -> str:

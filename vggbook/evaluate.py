@@ -25,6 +25,8 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
+from .batches import images_of
+from .data import targets
 from .metrics import topk_correct
 from .models import VGG, to_fully_convolutional
 
@@ -138,16 +140,24 @@ def predict(
         )
     total_probs, labels = None, None
     centre = protocol in ("single", "multiscale")
+    in_memory = images_of(dataset)  # one uint8 tensor: transformed a batch at a time
     for q in scales:
         tf = setting.centre_transform(q) if centre else setting.transform(q)
-        loader = DataLoader(dataset, batch_size=batch_size, collate_fn=_collate)
+        if in_memory is not None:
+            loader = zip(in_memory.split(batch_size), targets(dataset).split(batch_size))
+        else:
+            loader = DataLoader(dataset, batch_size=batch_size, collate_fn=_collate)
         chunks, ys = [], []
         for images, y in tqdm(loader, desc=f"{protocol} Q={q}", leave=False, disable=not progress):
-            xs = [tf(image).to(device) for image in images]
-            groups = [torch.stack(xs)] if len({x.shape for x in xs}) == 1 else [x[None] for x in xs]
+            if in_memory is not None:
+                groups = [tf(images).to(device)]
+            else:
+                xs = [tf(image).to(device) for image in images]
+                same = len({x.shape for x in xs}) == 1
+                groups = [torch.stack(xs)] if same else [x[None] for x in xs]
             chunks += [_probs(model, dense, g, protocol, setting.crop) for g in groups]
             ys.append(y)
-        probs = torch.cat(chunks).cpu()
+        probs = torch.cat(chunks).float().cpu()
         total_probs = probs if total_probs is None else total_probs + probs
         labels = torch.cat(ys)
     return total_probs / len(scales), labels
@@ -187,25 +197,24 @@ def run_predictions(
     run_dir: str,
     protocol: str,
     *,
-    limit: int | None = None,
     data_root=None,
     download=None,
     batch_size: int = 64,
+    device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """Probabilities of a trained run on its validation split, with the protocol's settings."""
+    """Probabilities of a trained run on the whole test split, with the protocol's settings
+    (the run's training decisions read held-out training images, never these)."""
     from . import data
     from .runs import load_checkpoint, model_of
 
     ckpt = load_checkpoint(run_dir)
     model, spec = model_of(ckpt, run_dir)
-    profile = spec.profile
-    setting = Setting.of_run(profile, ckpt["mean_rgb"], protocol)
-    val = data.load_dataset(profile.dataset, "val", data_root, download)
-    for n in (profile.limit_val, limit):  # the run's validation subset, then fewer if asked
-        if n:
-            val = data.subset(val, n, spec.seed)
-    probs, labels = predict(model, val, protocol, setting, batch_size=batch_size, progress=progress)
+    setting = Setting.of_run(spec.profile, ckpt["mean_rgb"], protocol)
+    test = data.load_dataset(spec.profile.dataset, "test", data_root, download)
+    probs, labels = predict(
+        model, test, protocol, setting, batch_size=batch_size, device=device, progress=progress
+    )
     info = {
         "protocol": protocol,
         "Q": list(setting.scales),
@@ -239,7 +248,7 @@ def evaluate_run(
             other, protocol, data_root=data_root, download=download, batch_size=batch_size
         )
         if not torch.equal(other_labels, labels):
-            raise ValueError(f"cannot fuse {other}: it was validated on other images")
+            raise ValueError(f"cannot fuse {other}: it was tested on other images")
         probs = probs + p
     probs = probs / (1 + len(fuse_with))
     return {**info, "runs": [str(run_dir), *map(str, fuse_with)], **errors(probs, labels)}
@@ -280,8 +289,8 @@ def evaluate_weights(
     setting = Setting(
         224, test_scales(256, 224, protocol), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     )
-    val = data.load_dataset(dataset, "val", data_root)
-    probs, labels = predict(model, val, protocol, setting, batch_size=batch_size, progress=progress)
+    test = data.load_dataset(dataset, "test", data_root)  # the tree's val/ folder
+    probs, labels = predict(model, test, protocol, setting, batch_size=batch_size, progress=progress)
     return {
         "protocol": protocol,
         "Q": list(setting.scales),

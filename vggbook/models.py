@@ -2,7 +2,9 @@
 
 Every configuration is five stages, each a string of layer codes; the stage ``s`` (0-based)
 has ``64 * 2**s`` channels, capped at 512. Codes: ``3`` a 3x3 conv (stride 1, pad 1), ``1`` a
-1x1 conv (config C), ``L`` local response normalisation (A-LRN). Each stage ends in a 2x2
+1x1 conv (config C), ``5`` a 5x5 conv (pad 2: the B-5x5 variant of Sec. 4.1, each pair of B's
+3x3 convs replaced by one 5x5 of the same receptive field), ``L`` local response
+normalisation (A-LRN). Each stage ends in a 2x2
 max-pool of stride 2. With default arguments a model has torchvision's layout
 (``features``, ``avgpool``, ``classifier``) and loads torchvision's ``vgg11``...``vgg19_bn``
 state dicts strictly.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 STAGES: dict[str, tuple[str, ...]] = {
@@ -22,18 +25,30 @@ STAGES: dict[str, tuple[str, ...]] = {
     "C": ("33", "33", "331", "331", "331"),
     "D": ("33", "33", "333", "333", "333"),
     "E": ("33", "33", "3333", "3333", "3333"),
+    "B-5x5": ("5", "5", "5", "5", "5"),
 }
 ALIASES = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}
-CONFIGS = tuple(STAGES)
+CONFIGS = ("A", "A-LRN", "B", "C", "D", "E")  # Table 1; STAGES adds the B-5x5 variant
 
 # AlexNet's LRN: b = a / (k + alpha * sum(a^2))^beta over n=5 channels, k=2, alpha=1e-4,
 # beta=0.75. PyTorch divides alpha by n, so it gets alpha * n.
 LRN = {"size": 5, "alpha": 1e-4 * 5, "beta": 0.75, "k": 2.0}
 
 
+class LocalResponseNorm(nn.LocalResponseNorm):
+    """``nn.LocalResponseNorm``'s numbers from shifted sums over the channel window: its own
+    ``avg_pool3d`` has no deterministic CUDA backward, and runs here are reproducible."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded = F.pad(x.pow(2), (0, 0, 0, 0, self.size // 2, (self.size - 1) // 2))
+        window = sum(padded[:, i : i + x.shape[1]] for i in range(self.size))
+        return x / (self.k + self.alpha / self.size * window).pow(self.beta)
+
+
 def resolve_config(config: str) -> str:
     """The canonical name ("A" ... "E") of a config or alias; ValueError if unknown."""
-    name = ALIASES.get(config.lower(), config.upper() if config.upper() in STAGES else config)
+    by_upper = {name.upper(): name for name in STAGES}
+    name = ALIASES.get(config.lower(), by_upper.get(config.upper(), config))
     if name not in STAGES:
         valid = ", ".join([*STAGES, *ALIASES])
         raise ValueError(f"unknown VGG config {config!r}: choose one of {valid}")
@@ -51,7 +66,7 @@ def layer_names(config: str) -> list[str]:
     return [
         f"conv{s + 1}_{i + 1}"
         for s, codes in enumerate(stages)
-        for i in range(sum(c in "31" for c in codes))
+        for i in range(sum(c in "315" for c in codes))
     ]
 
 
@@ -96,7 +111,7 @@ class VGG(nn.Module):
             out = scaled_width(min(64 * 2**s, 512), width)
             for code in codes:
                 if code == "L":
-                    layers.append(nn.LocalResponseNorm(**LRN))
+                    layers.append(LocalResponseNorm(**LRN))
                     continue
                 k = int(code)
                 layers.append(nn.Conv2d(channels, out, kernel_size=k, padding=k // 2))

@@ -28,7 +28,10 @@ def parameters(namespace: dict) -> dict:
 
 
 def git_commit() -> str:
-    """The project's git commit (with ``-dirty`` for uncommitted changes), or ``unknown``."""
+    """The project's git commit (with ``-dirty`` for uncommitted changes), or ``unknown``;
+    ``VGGBOOK_GIT_COMMIT`` names it for a copy of the tree without its history."""
+    if named := os.environ.get("VGGBOOK_GIT_COMMIT"):
+        return named
     root = Path(__file__).resolve().parent.parent
     try:
         out = subprocess.run(

@@ -87,6 +87,24 @@ class RunSpec:
         )
 
 
+def run_name(
+    config: str, *, init: str | None = None, jitter: bool = False, seed: int | None = None
+) -> str:
+    """A run's directory name, the one naming the chapters and the study share: ``A``,
+    ``D-glorot``, ``D-jitter-seed2``, ``E-transfer-seed0`` (a transfer's source is not named)."""
+    scheme = init.split(":")[0] if init else None
+    parts = [config, "jitter" if jitter else None, scheme, None if seed is None else f"seed{seed}"]
+    return "-".join(p for p in parts if p)
+
+
+def book_run(profile: str, config: str, init: str | None = None, root: str = "../runs") -> str:
+    """Where the book's chapters keep a run of ``profile``: chapter 3's nets at
+    ``root/profile/A``, chapter 4's initialisation runs at ``root/profile/init/D-glorot``."""
+    if init is None:
+        return f"{root}/{profile}/{run_name(config)}"
+    return f"{root}/{profile}/init/{run_name(config, init=init)}"
+
+
 def default_run_dir(root: str | Path, profile: str, config: str, **settings) -> Path:
     """``root/profile/config``, suffixed by every setting given a value (``seed=1`` adds
     ``-seed1``), so that runs under different settings never share a directory."""

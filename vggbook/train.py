@@ -112,7 +112,9 @@ class SeededSamples(Dataset):
 
 
 def make_datasets(spec: RunSpec, data_root: str | None, download: bool | None):
-    """The raw training and validation splits the run uses (its subsets)."""
+    """The run's training images and its validation images, both from the training split:
+    the validation set is held out (``data.holdout``), then ``limit_train`` subsets the rest.
+    The test split is never read here."""
     profile = spec.profile
     train_raw = data.load_dataset(profile.dataset, "train", data_root, download)
     classes = len(train_raw.classes)
@@ -121,11 +123,9 @@ def make_datasets(spec: RunSpec, data_root: str | None, download: bool | None):
             f"profile field num_classes is {profile.num_classes}, but {profile.dataset} has "
             f"{classes} classes: pass --set num_classes={classes}"
         )
-    val_raw = data.load_dataset(profile.dataset, "val", data_root, download)
+    train_raw, val_raw = data.holdout(train_raw, profile.val_images)
     if profile.limit_train:
         train_raw = data.subset(train_raw, profile.limit_train, spec.seed)
-    if profile.limit_val:
-        val_raw = data.subset(val_raw, profile.limit_val, spec.seed)
     return train_raw, val_raw
 
 
@@ -305,11 +305,12 @@ def _train(spec, run_dir, ckpt, dist, data_root, download, progress) -> list[dic
             torch.manual_seed(epoch_seed(spec.seed, epoch, dist.rank))  # dropout
             bar = tqdm(training.epoch(epoch), f"epoch {epoch + 1}", training.steps, leave=False,
                        mininterval=2, disable=not (progress and dist.main))  # fmt: skip
-            sums = train_one_epoch(net, bar, optimizer, prec, dist, device, epoch)
+            sums, losses = train_one_epoch(net, bar, optimizer, prec, dist, device, epoch)
             train_stats = summarise(dist.all_sum(sums))
             seconds = time.perf_counter() - seconds
             val = summarise(dist.all_sum(accumulate(model, val_loader, device)))
-            scheduler.step(val["top1"])
+            if val["top1"] > runs.CHANCE_TOP1:  # a stalled net keeps its learning rate
+                scheduler.step(val["top1"])
             decayed = optimizer.param_groups[0]["lr"] < lr
             decays += decayed
             stopped = decays > profile.max_decays  # a plateau after the last allowed decay
@@ -323,6 +324,7 @@ def _train(spec, run_dir, ckpt, dist, data_root, download, progress) -> list[dic
                     "val_top1": val["top1"],
                     "val_top5": val["top5"],
                     "lr_decayed_after": decayed and not stopped,
+                    "loss_every_10_steps": losses,
                     "seconds": seconds,
                     "images_per_second": train_stats["images"] / seconds,
                 }
@@ -374,6 +376,9 @@ def _intact(run_dir: Path, done: int) -> str:
     return f"no checkpoint exists yet in {run_dir} (nothing to resume: a rerun starts afresh)"
 
 
+LOSS_EVERY = 10  # steps per entry of a metrics record's training-loss curve
+
+
 def train_one_epoch(
     net: nn.Module,
     batches,
@@ -382,13 +387,15 @@ def train_one_epoch(
     dist: Dist,
     device: torch.device,
     epoch: int = 0,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, list[float]]:
     """One pass of SGD over ``batches`` of (images, labels) in epoch ``epoch`` (0-based, for
-    messages); returns the summed
-    [loss, top-1 hits, top-5 hits, images] on the device. The forward pass runs under the
-    precision's autocast, the loss in fp32; the NaN guard is the step's one synchronisation."""
+    messages). Returns the summed [loss, top-1 hits, top-5 hits, images] on the device, and
+    the mean training loss of every ``LOSS_EVERY`` steps (this rank's). The forward pass runs
+    under the precision's autocast, the loss in fp32; the NaN guard is the step's one
+    synchronisation."""
     net.train()
     sums = torch.zeros(4, dtype=torch.float64, device=device)
+    losses = []
     for step, (x, y) in enumerate(batches):
         x = x.to(device, non_blocking=True, memory_format=prec.memory_format)
         y = y.to(device, non_blocking=True)
@@ -406,7 +413,10 @@ def train_one_epoch(
         loss.backward()
         optimizer.step()
         sums += metrics.batch_sums(logits.detach().float(), y, loss)
-    return sums
+        losses.append(loss.detach())
+    curve = torch.stack(losses).float() if losses else torch.zeros(0)
+    chunks = curve.split(LOSS_EVERY)
+    return sums, [round(c.mean().item(), 5) for c in chunks]
 
 
 def step_throughput(config: str, profile: Profile, steps: int = 20, warmup: int = 3) -> float:

@@ -1,0 +1,254 @@
+"""The study behind the paper's findings (chapter 6): which runs, trained and tested how.
+
+``python -m vggbook study`` (``make study``) trains every run below, evaluates each on the
+whole test split under the protocols its findings need, and keeps a run record per run in
+``study/records/NAME/``: ``config.json`` (the run and the environment that trained it),
+``metrics.jsonl`` (per epoch, with the training loss every 10 steps), ``evaluation.json`` and
+``predictions.npz`` (per test image: its label and the top-5 classes under each protocol; the
+class probabilities where fusion needs them). Weights stay in ``study/work/`` (not committed).
+
+``study/manifest.json`` holds the design and the witness: the weights' checksum after the
+first epoch of one run, retrained in fp32 on a CPU. The test suite retrains it and compares the
+checksum bit for bit, so that a change to the training code that the stored records do not
+reflect fails CI until the study is run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import evaluate, provenance, runs
+from .augment import scaled
+from .profiles import Profile, get_profile
+from .train import train
+
+PROFILE = "study"
+SEEDS = (0, 1, 2)  # every architecture and the jittered D
+ARCHITECTURES = ("A", "A-LRN", "B", "B-5x5", "C", "D", "E")
+EVERY_PROTOCOL = ("D", "E")  # tested under every protocol (the jittered D too)
+FUSED = ("D", "E")  # fixed-S nets whose probabilities are kept, for fusion (Table 6)
+INIT_SEEDS = (0, 1, 2, 3, 4)  # finding 9: time to leave chance, per scheme
+INIT_CONFIGS = ("D", "E")
+INIT_SCHEMES = ("gaussian-width", "transfer", "glorot")
+INIT_EPOCHS = 3
+WITNESS = ("A", 0)  # config and seed of the run the test suite retrains (first epoch)
+PROBS = "dense+multicrop"  # the protocol whose probabilities the fused nets keep
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """One run of the study: an architecture (``scheme`` None, the profile's Glorot init),
+    optionally scale-jittered, or an initialisation run of finding 9."""
+
+    config: str
+    seed: int
+    jitter: bool = False
+    scheme: str | None = None
+
+    @property
+    def name(self) -> str:
+        return runs.run_name(self.config, init=self.scheme, jitter=self.jitter, seed=self.seed)
+
+    def profile(self, **overrides) -> Profile:
+        p = get_profile(PROFILE)
+        if self.jitter:
+            p = p.replace(scale=(scaled(256, p.crop), scaled(512, p.crop)))  # S in [256, 512]
+        if self.scheme:
+            p = p.replace(epochs=INIT_EPOCHS)
+        return p.replace(**overrides)
+
+    def init(self, root: Path) -> str | None:
+        """The init argument of ``train``: a transfer names its source, net A of this seed."""
+        if self.scheme == "transfer":
+            return f"transfer:{root / 'work' / StudyRun('A', self.seed).name}"
+        return self.scheme
+
+    @property
+    def protocols(self) -> tuple[str, ...]:
+        if self.scheme:
+            return ()  # finding 9 reads the training curves
+        return evaluate.PROTOCOLS if self.config in EVERY_PROTOCOL else ("single",)
+
+
+def study_runs() -> list[StudyRun]:
+    """Every run, in training order (each transfer after its source)."""
+    arch = [StudyRun(c, s) for s in SEEDS for c in ARCHITECTURES]
+    arch += [StudyRun("D", s, jitter=True) for s in SEEDS]
+    arch += [StudyRun("A", s) for s in INIT_SEEDS if s not in SEEDS]  # transfer sources
+    init = [StudyRun(c, s, scheme=k) for s in INIT_SEEDS for c in INIT_CONFIGS for k in INIT_SCHEMES]
+    return arch + init
+
+
+def run_study(
+    root: str | Path = "study",
+    *,
+    seeds: Sequence[int] | None = None,
+    only: Sequence[str] = (),
+    data_root: str | None = None,
+    download: bool | None = None,
+    progress: bool = True,
+    **overrides,
+) -> list[str]:
+    """Train, test and record the study's runs (those of ``seeds``, or named in ``only``);
+    a recorded run is skipped. ``overrides`` change the profile (for a smoke test)."""
+    root = Path(root)
+    chosen = [
+        r
+        for r in study_runs()
+        if (seeds is None or r.seed in seeds) and (not only or r.name in only)
+    ]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    done = []
+    for run in chosen:
+        out = root / "records" / run.name
+        if (out / runs.CONFIG).exists():
+            continue
+        work = root / "work" / run.name
+        if progress:
+            print(f"study: {run.name}", flush=True)
+        train(run.config, run.profile(**overrides), work, seed=run.seed, init=run.init(root),
+              data_root=data_root, download=download, resume=True, progress=progress)  # fmt: skip
+        record(run, work, out, data_root=data_root, download=download, device=device)
+        done.append(run.name)
+    return done
+
+
+def record(run: StudyRun, work: Path, out: Path, *, device: str = "cpu", **data_args) -> None:
+    """Write a trained run's record: its config and metrics, and its test predictions under
+    each of its protocols (config.json last: a record with one is complete)."""
+    out.mkdir(parents=True, exist_ok=True)
+    arrays, evaluation, probs = {}, {}, {}
+    for protocol in run.protocols:
+        if protocol == "dense+multicrop":  # by definition the average of the two: reused
+            p = evaluate.fuse([probs["dense"], probs["multicrop"]])
+            info = {"protocol": protocol, "Q": evaluation["dense"]["Q"]}
+            info["views_per_image"] = evaluate.views_per_image(protocol, info["Q"])
+        else:
+            p, labels, info = evaluate.run_predictions(
+                work, protocol, device=device, batch_size=256, **data_args
+            )
+            arrays["labels"] = labels.to(torch.uint8).numpy()
+        probs[protocol] = p
+        arrays[f"{protocol}.top5"] = p.topk(5, dim=1).indices.to(torch.uint8).numpy()
+        if protocol == PROBS and run.config in FUSED and not run.jitter:
+            arrays[f"{protocol}.probs"] = p.to(torch.float16).numpy()
+        evaluation[protocol] = {**info, **evaluate.errors(p, labels)}
+    if arrays:
+        buffer = tempfile.SpooledTemporaryFile()
+        np.savez_compressed(buffer, **arrays)
+        buffer.seek(0)
+        runs.write_atomic(buffer.read(), out / "predictions.npz")
+        runs.write_atomic(json.dumps(evaluation, indent=1).encode(), out / "evaluation.json")
+    runs.write_atomic((work / runs.METRICS).read_bytes(), out / runs.METRICS)
+    runs.write_atomic((work / runs.CONFIG).read_bytes(), out / runs.CONFIG)
+
+
+# Reading the records.
+
+
+def load_record(records: str | Path, name: str) -> dict:
+    """A run record: ``config``, ``metrics`` and, for tested runs, ``evaluation``, ``labels``
+    and per protocol ``top5`` (and ``probs`` where kept)."""
+    folder = Path(records) / name
+    if not (folder / runs.CONFIG).exists():
+        raise runs.RunDirError(
+            f"the study has no record {name} in {records}: run `make study` (see the README)"
+        )
+    rec = {"config": json.loads((folder / runs.CONFIG).read_text())}
+    rec["metrics"] = runs.load_metrics(folder)
+    if (folder / "predictions.npz").exists():
+        with np.load(folder / "predictions.npz", allow_pickle=False) as z:
+            rec["labels"] = torch.from_numpy(z["labels"].astype(np.int64))
+            for key in z.files:
+                if key != "labels":
+                    protocol, kind = key.rsplit(".", 1)
+                    rec.setdefault(kind, {})[protocol] = torch.from_numpy(z[key].astype(
+                        np.int64 if kind == "top5" else np.float32))  # fmt: skip
+        rec["evaluation"] = json.loads((folder / "evaluation.json").read_text())
+    return rec
+
+
+def correct(rec: dict, protocol: str = "single") -> np.ndarray:
+    """Per test image, whether the run's top-1 class under ``protocol`` is right."""
+    return (rec["top5"][protocol][:, 0] == rec["labels"]).numpy()
+
+
+def steps_to_leave_chance(metrics: Iterable[dict], threshold: float) -> tuple[int, bool]:
+    """The first step at which the training loss (a mean over ``LOSS_EVERY`` steps) fell
+    below ``threshold``, and whether it did; else the steps run (a censored time)."""
+    from .train import LOSS_EVERY
+
+    curve = [loss for m in metrics for loss in m["loss_every_10_steps"]]
+    for i, loss in enumerate(curve):
+        if loss < threshold:
+            return (i + 1) * LOSS_EVERY, True
+    return len(curve) * LOSS_EVERY, False
+
+
+# The witness: the stored records come from this code.
+
+
+def state_checksum(state: dict) -> str:
+    """SHA-256 of a state dict's tensors, in key order."""
+    h = hashlib.sha256()
+    for key in sorted(state):
+        h.update(key.encode())
+        h.update(state[key].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def cpu_signature() -> str:
+    """What decides a CPU's floating-point results here: the model, its kernels, threads."""
+    model = platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [ln for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")]
+        model = names[0].split(":", 1)[1].strip() if names else model
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{model}; {capability}; {torch.get_num_threads()} threads; torch {torch.__version__}"
+
+
+def witness(root: str | Path = "study", *, data_root: str | None = None, **overrides) -> dict:
+    """Retrain the first epoch of the witness run in fp32 on the CPU; its checksum."""
+    if torch.cuda.is_available():
+        raise RuntimeError("the witness is computed on a CPU: run it where CI runs")
+    run = StudyRun(*WITNESS)
+    profile = run.profile(epochs=1, amp=False, channels_last=False, **overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        train(run.config, profile, tmp, seed=run.seed, init=run.init(Path(root)),
+              data_root=data_root, progress=False)  # fmt: skip
+        state = runs.load_checkpoint(tmp)["model"]
+        first = runs.load_metrics(tmp)[0]
+    return {
+        "run": run.name,
+        "epochs": 1,
+        "precision": "fp32",
+        "cpu": cpu_signature(),
+        "checksum": state_checksum(state),
+        "val_top1": first["val_top1"],
+    }
+
+
+def write_manifest(root: str | Path = "study", witness_record: dict | None = None) -> dict:
+    """``study/manifest.json``: the design (profile, runs, protocols) and the witness."""
+    root = Path(root)
+    path = root / "manifest.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    manifest = {
+        "profile": get_profile(PROFILE).as_dict(),
+        "runs": {r.name: {"protocols": list(r.protocols)} for r in study_runs()},
+        "witness": witness_record or old.get("witness"),
+        "written_by": provenance.environment(),
+    }
+    root.mkdir(parents=True, exist_ok=True)
+    runs.write_atomic(json.dumps(manifest, indent=1).encode(), path)
+    return manifest
