@@ -318,8 +318,8 @@ def main() -> None:
 
     train_raw, _ = make_datasets(spec, None, None)
     mean = augment.mean_rgb(train_raw)
-    training = TrainingData(train_raw, prof, mean, spec.seed, Dist())
-    old_training = TrainingData(train_raw, old, mean, spec.seed, Dist())
+    training = TrainingData(train_raw, prof, mean, spec.seed, Dist(), device)
+    old_training = TrainingData(train_raw, old, mean, spec.seed, Dist(), device)
     if training.steps == 0:
         raise SystemExit(f"{len(train_raw)} training images: fewer than one batch of {b}")
 

@@ -134,11 +134,11 @@ class BatchAugment:
     def finish(self, crops: torch.Tensor, indices: torch.Tensor, draws: Draws) -> torch.Tensor:
         """Flip, to float in [0, 1], colour shift and mean subtraction of the images' crops."""
         x = crops.clone()
-        flips = draws.flip[indices]
+        flips = draws.flip[indices].to(x.device)
         x[flips] = x[flips].flip(-1)
         x = v2.functional.to_dtype(x, torch.float32, scale=True).expand(-1, 3, -1, -1)
         if self.pca is not None:
-            x = x + draws.shift[indices][:, :, None, None]
+            x = x + draws.shift[indices][:, :, None, None].to(x.device)
         return self.normalize(x) if self.normalize is not None else x
 
     def _crop(self, images: torch.Tensor, top: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
@@ -154,16 +154,20 @@ def epoch_batches(
     order: Sequence[int],
     batch_size: int,
     generator: torch.Generator,
+    device: torch.device | str = "cpu",
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch's (images, labels) batches over the indices in ``order`` (full batches only).
-    The epoch's crops are cut first, in one pass (uint8: N x C x crop x crop bytes)."""
+    The epoch's crops are cut first, in one pass (uint8: N x C x crop x crop bytes); each
+    batch's crops are finished (flip, colour, mean) on ``device``, a quarter of the bytes of
+    the float batch crossing to a GPU."""
     draws = augment_batch.draws(generator)
     order = torch.as_tensor(list(order), dtype=torch.long)
     order = order[: len(order) // batch_size * batch_size]
     crops = augment_batch.crops(order, draws)
     for start in range(0, len(order), batch_size):
         at = slice(start, start + batch_size)
-        yield augment_batch.finish(crops[at], order[at], draws), labels[order[at]]
+        x = crops[at].to(device, non_blocking=True)
+        yield augment_batch.finish(x, order[at], draws), labels[order[at]]
 
 
 def throughput(augment_batch: BatchAugment, batch_size: int, n_batches: int, seed: int = 0):

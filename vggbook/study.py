@@ -19,6 +19,7 @@ import hashlib
 import json
 import platform
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,12 +114,17 @@ def run_study(
         if (out / runs.CONFIG).exists():
             continue
         work = root / "work" / run.name
-        if progress:
-            print(f"study: {run.name}", flush=True)
+        start = time.perf_counter()
+        if run.scheme == "transfer":  # its source's weights (a recorded run retrains alike)
+            source = StudyRun("A", run.seed)
+            train(source.config, source.profile(**overrides), root / "work" / source.name,
+                  seed=run.seed, data_root=data_root, download=download, resume=True,
+                  progress=progress)  # fmt: skip
         train(run.config, run.profile(**overrides), work, seed=run.seed, init=run.init(root),
               data_root=data_root, download=download, resume=True, progress=progress)  # fmt: skip
         record(run, work, out, data_root=data_root, download=download, device=device)
         done.append(run.name)
+        print(f"study: {run.name} in {time.perf_counter() - start:.0f} s", flush=True)
     return done
 
 

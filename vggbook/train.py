@@ -135,8 +135,17 @@ class TrainingData:
     workers. Either way every image's draws depend on the epoch and its index alone, and the
     order on the epoch alone: the weights do not depend on the workers or the batching."""
 
-    def __init__(self, raw, profile: Profile, mean: Sequence[float], seed: int, dist: Dist):
+    def __init__(
+        self,
+        raw,
+        profile: Profile,
+        mean: Sequence[float],
+        seed: int,
+        dist: Dist,
+        device: torch.device | str = "cpu",
+    ):
         self.profile, self.seed, self.dist, self.size = profile, seed, dist, len(raw)
+        self.device = device  # where batched augmentation finishes each batch
         pca = (augment.IMAGENET_EIGVAL, augment.IMAGENET_EIGVEC) if profile.pca_lighting else None
         options = dict(mean=mean, pca=pca, flip=profile.flip, pixel_scale=profile.pixel_scale)
         images = batches.images_of(raw) if profile.batch_augment else None
@@ -163,7 +172,9 @@ class TrainingData:
         order.set_epoch(epoch)
         if self.pipeline == "batched":
             generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
-            return batches.epoch_batches(self.batch, self.labels, order, batch_size, generator)
+            return batches.epoch_batches(
+                self.batch, self.labels, order, batch_size, generator, self.device
+            )
         self.dataset.epoch = epoch
         return DataLoader(
             self.dataset,
@@ -251,7 +262,7 @@ def _train(spec, run_dir, ckpt, dist, data_root, download, progress) -> list[dic
     # Data, model, optimiser: fresh, or as the checkpoint left them.
     train_raw, val_raw = make_datasets(spec, data_root, download)
     mean = tuple(ckpt["mean_rgb"]) if ckpt else run_mean(train_raw, dist, device)
-    training = TrainingData(train_raw, profile, mean, spec.seed, dist)
+    training = TrainingData(train_raw, profile, mean, spec.seed, dist, device)
     prec = precision.choose(profile.amp, profile.channels_last, device)
     if ckpt and ckpt["precision"] != prec.name:
         raise RunDirError(
