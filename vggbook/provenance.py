@@ -23,8 +23,15 @@ def parameters(namespace: dict) -> dict:
         for k, v in namespace.items()
         if not k.startswith("_")
         and k not in _IPYTHON_NAMES
+        and k != "DEFAULTS"
         and not isinstance(v, types.ModuleType | types.FunctionType | type)
     }
+
+
+def is_default(params: dict, defaults: dict) -> bool:
+    """Whether a chapter runs on its written parameters: its parameters cell ends with
+    ``DEFAULTS = dict(globals())``, and papermill's values arrive in a later cell."""
+    return all(k in defaults and defaults[k] == v for k, v in params.items())
 
 
 def git_commit() -> str:

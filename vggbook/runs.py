@@ -97,12 +97,18 @@ def run_name(
     return "-".join(p for p in parts if p)
 
 
-def book_run(profile: str, config: str, init: str | None = None, root: str = "../runs") -> str:
+def book_run(
+    profile: str,
+    config: str,
+    init: str | None = None,
+    seed: int | None = None,
+    root: str = "../runs",
+) -> str:
     """Where the book's chapters keep a run of ``profile``: chapter 3's nets at
-    ``root/profile/A``, chapter 4's initialisation runs at ``root/profile/init/D-glorot``."""
+    ``root/profile/A``, chapter 4's initialisation runs at ``root/profile/init/D-glorot-seed0``."""
     if init is None:
-        return f"{root}/{profile}/{run_name(config)}"
-    return f"{root}/{profile}/init/{run_name(config, init=init)}"
+        return f"{root}/{profile}/{run_name(config, seed=seed)}"
+    return f"{root}/{profile}/init/{run_name(config, init=init, seed=seed)}"
 
 
 def default_run_dir(root: str | Path, profile: str, config: str, **settings) -> Path:

@@ -196,3 +196,52 @@ def status(effect: float, ci: tuple[float, float], paper_effect: float) -> str:
     if hi < paper_effect:
         return "smaller than the paper's"
     return "inconclusive"
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """A combination of error rates of arms tested on the same images by the same seeds."""
+
+    seeds: int
+    images: int
+    effect: float  # points
+    ci: tuple[float, float]  # 95% two-level paired bootstrap interval (seeds, then images)
+    p: float  # two-sided: exact McNemar for two single-seed arms, else the bootstrap's
+
+
+def contrast(
+    terms: Sequence[tuple[float, np.ndarray]],
+    *,
+    resamples: int = 10_000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Contrast:
+    """``sum(c * error(arm))`` in points, each arm a (seeds, images) correctness array whose
+    rows are paired by seed and columns by image across arms.
+
+    Hand-written (scipy's bootstrap resamples one level): each resample draws the seeds, then
+    the images, with replacement, so the interval covers a new draw of both; with one seed it
+    is the paired bootstrap over images. ``(1, a), (-1, b)`` gives ``error_a - error_b``.
+    """
+    arrays = [np.atleast_2d(np.asarray(c, dtype=bool)) for _, c in terms]
+    if len({a.shape for a in arrays}) != 1:
+        raise ValueError(f"arms must share (seeds, images), got {[a.shape for a in arrays]}")
+    v = sum(coef * (~a).astype(np.float64) for (coef, _), a in zip(terms, arrays, strict=True))
+    k, n = v.shape
+    rng = np.random.default_rng(seed)
+    effects = []
+    for start in range(0, resamples, 500):
+        b = min(500, resamples - start)
+        per_seed = v[:, rng.integers(n, size=(b, n))].mean(-1)  # (k, b)
+        chosen = rng.integers(k, size=(b, k))
+        effects.append(per_seed[chosen, np.arange(b)[:, None]].mean(1))
+    effects = 100 * np.concatenate(effects)
+    tail = (1 - level) / 2
+    lo, hi = np.quantile(effects, [tail, 1 - tail])
+    effect = float(100 * v.mean())
+    plain = len(terms) == 2 and [c for c, _ in terms] == [1, -1]
+    if k == 1 and plain:
+        p = mcnemar(arrays[0][0], arrays[1][0], resamples=100).p
+    else:
+        p = min(1.0, max(2 * min((effects <= 0).mean(), (effects >= 0).mean()), 1 / resamples))
+    return Contrast(k, n, effect, (float(min(lo, effect)), float(max(hi, effect))), float(p))

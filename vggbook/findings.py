@@ -1,0 +1,241 @@
+"""The paper's findings as tests fixed before the runs: which nets, which images, which
+test, which decision (chapter 6 applies them to the study's records; finding 9 to chapter 4's
+initialisation runs).
+
+Every comparison is between arms tested on all 10,000 test images: an arm is a config (from
+Glorot's initialisation, fixed S unless jittered) under a protocol, over the seeds recorded
+for every arm of the finding, or two configs fused. The effect is the paper's direction in
+points of top-1 error (positive: as the paper found); its 95% interval comes from
+``stats.contrast`` (seeds and images resampled), p from exact McNemar (one seed) or the
+bootstrap, Holm-adjusted across every row of the report. The paper's effect is carried over
+as a relative one: its gain divided by its baseline error, times the book's baseline error.
+
+The statuses (``decide``): for a claimed gain, **reproduced** when the Holm-adjusted p is
+below ``ALPHA`` and the effect is positive, **contradicted** when it is below and negative,
+**smaller than the paper's** when it is not below but the interval lies below the paper's
+effect, **inconclusive** otherwise. For a claimed absence of gain (LRN; E over D), the
+margin is the smallest gain between configurations the paper reports (A to B, 3.0% of the
+error): **reproduced** when the interval lies below it, **contradicted** when a gain is
+significant, **inconclusive** otherwise. Finding 9 measures log10 of the steps to leave
+chance per seed (a censored time counts as the steps run, which understates the effect);
+the paper's "stall" is read as at least twice the steps (0.30).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+from . import paper, runs, stats, study
+
+ALPHA = 0.05
+NO_GAIN_MARGIN = (paper.TABLE3["A"]["256"][0] - paper.TABLE3["B"]["256"][0]) / paper.TABLE3[
+    "A"
+]["256"][0]
+LEFT_CHANCE_LOSS = 2.0  # training loss below which a net has left chance (ln 10 = 2.30)
+STALL = math.log10(2)  # the paper's "stall", as an effect on log10 steps
+
+
+@dataclass(frozen=True)
+class Arm:
+    config: str
+    protocol: str = "single"
+    jitter: bool = False
+    fused_with: str | None = None  # a second config whose probabilities are averaged in
+
+    def run(self, config: str, seed: int) -> str:
+        return runs.run_name(config, jitter=self.jitter, seed=seed)
+
+    @property
+    def label(self) -> str:
+        name = f"{self.config}+{self.fused_with}" if self.fused_with else self.config
+        return f"{name}{' jittered' if self.jitter else ''}, {self.protocol}"
+
+
+@dataclass(frozen=True)
+class Finding:
+    key: str
+    claim: str
+    source: str
+    paper: tuple[float, float]  # the paper's baseline top-1 error and its gain, in points
+    arms: tuple[tuple[int, Arm], ...]  # (+1 or -1, arm): the effect is sum(c * error)
+    kind: str = "gain"  # or "no gain"
+
+    @property
+    def base(self) -> Arm:
+        return self.arms[0][1]
+
+
+def _t(config: str, scale: str = "256") -> float:
+    return paper.TABLE3[config][scale][0]
+
+
+def _gain(base: Arm, new: Arm) -> tuple[tuple[int, Arm], ...]:
+    return ((1, base), (-1, new))
+
+
+D, DJ, E = Arm("D"), Arm("D", jitter=True), Arm("E")
+t4, t5, t6 = paper.TABLE4, paper.TABLE5["D"], paper.TABLE6
+FINDINGS = (
+    Finding("1", "LRN does not improve net A", "Table 3",
+            (_t("A"), _t("A") - _t("A-LRN")), _gain(Arm("A"), Arm("A-LRN")), "no gain"),
+    Finding("2a", "depth: B beats A", "Table 3", (_t("A"), _t("A") - _t("B")),
+            _gain(Arm("A"), Arm("B"))),
+    Finding("2b", "depth: D beats B", "Table 3", (_t("B"), _t("B") - _t("D")),
+            _gain(Arm("B"), D)),
+    Finding("2c", "depth saturates: E is no better than D", "Table 3",
+            (_t("D"), _t("D") - _t("E")), _gain(D, E), "no gain"),
+    Finding("3", "3x3 convs (D) beat 1x1 convs (C): spatial context matters", "Table 3",
+            (_t("C"), _t("C") - _t("D")), _gain(Arm("C"), D)),
+    Finding("4", "two stacked 3x3 convs (B) beat one 5x5 conv (B-5x5)", "Sec. 4.1",
+            (_t("B") * (1 + paper.SHALLOW_5X5_RELATIVE), _t("B") * paper.SHALLOW_5X5_RELATIVE),
+            _gain(Arm("B-5x5"), Arm("B"))),
+    Finding("5", "scale jittering at training helps D", "Table 3",
+            (_t("D"), _t("D") - _t("D", "256-512")), _gain(D, DJ)),
+    Finding("6a", "multi-scale testing helps D (fixed S)", "Table 4",
+            (_t("D"), _t("D") - t4["D"]["256"][0]), _gain(D, Arm("D", "multiscale"))),
+    Finding("6b", "multi-scale testing helps the jittered D", "Table 4",
+            (_t("D", "256-512"), _t("D", "256-512") - t4["D"]["256-512"][0]),
+            _gain(DJ, Arm("D", "multiscale", jitter=True))),
+    Finding("6c", "multi-scale testing helps the jittered D more", "Table 4",
+            (_t("D"), (_t("D", "256-512") - t4["D"]["256-512"][0])
+             - (_t("D") - t4["D"]["256"][0])),
+            ((-1, D), (1, Arm("D", "multiscale")),
+             (1, DJ), (-1, Arm("D", "multiscale", jitter=True)))),
+    Finding("7a", "dense & multi-crop beats dense (jittered D)", "Table 5",
+            (t5["dense"][0], t5["dense"][0] - t5["multi-crop & dense"][0]),
+            _gain(Arm("D", "dense", jitter=True), Arm("D", "dense+multicrop", jitter=True))),
+    Finding("7b", "dense & multi-crop beats multi-crop (jittered D)", "Table 5",
+            (t5["multi-crop"][0], t5["multi-crop"][0] - t5["multi-crop & dense"][0]),
+            _gain(Arm("D", "multicrop", jitter=True),
+                  Arm("D", "dense+multicrop", jitter=True))),
+    Finding("8a", "fusing D and E beats D (dense & multi-crop)", "Tables 5, 6",
+            (t5["multi-crop & dense"][0],
+             t5["multi-crop & dense"][0] - t6["D+E multi-crop & dense"][0]),
+            _gain(Arm("D", "dense+multicrop"), Arm("D", "dense+multicrop", fused_with="E"))),
+    Finding("8b", "fusing D and E beats E (dense & multi-crop)", "Tables 5, 6",
+            (paper.TABLE5["E"]["multi-crop & dense"][0],
+             paper.TABLE5["E"]["multi-crop & dense"][0] - t6["D+E multi-crop & dense"][0]),
+            _gain(Arm("E", "dense+multicrop"), Arm("D", "dense+multicrop", fused_with="E"))),
+)  # fmt: skip
+
+
+def correctness(arm: Arm, records: dict, seeds: Sequence[int]) -> np.ndarray:
+    """(seeds, images): whether the arm's top-1 class is right on each test image."""
+    rows = []
+    for seed in seeds:
+        rec = records[arm.run(arm.config, seed)]
+        if arm.fused_with:
+            other = records[arm.run(arm.fused_with, seed)]
+            fused = (rec["probs"][arm.protocol] + other["probs"][arm.protocol]) / 2
+            rows.append((fused.argmax(1) == rec["labels"]).numpy())
+        else:
+            rows.append(study.correct(rec, arm.protocol))
+    return np.stack(rows)
+
+
+def seeds_of(finding: Finding, records: dict) -> list[int]:
+    """The seeds for which every run of the finding is recorded."""
+    def has(arm: Arm, seed: int) -> bool:
+        configs = [arm.config] + ([arm.fused_with] if arm.fused_with else [])
+        return all(arm.run(c, seed) in records for c in configs)
+
+    return [s for s in study.SEEDS if all(has(a, s) for _, a in finding.arms)]
+
+
+def test(finding: Finding, records: dict) -> dict:
+    """A finding's row before Holm: the effect, its interval, p, n and the paper's effect
+    carried over to the book's baseline error."""
+    seeds = seeds_of(finding, records)
+    if not seeds:
+        raise runs.RunDirError(f"finding {finding.key}: its runs are not in the study's records")
+    terms = [(c, correctness(a, records, seeds)) for c, a in finding.arms]
+    result = stats.contrast(terms)
+    base_error = 100 * (1 - terms[0][1].mean())
+    paper_base, paper_gain = finding.paper
+    return {
+        "finding": finding.key,
+        "claim": finding.claim,
+        "source": finding.source,
+        "kind": finding.kind,
+        "paper gain (points)": paper_gain,
+        "paper relative": paper_gain / paper_base,
+        "book baseline error": base_error,
+        "paper gain here": paper_gain / paper_base * base_error,
+        "margin": NO_GAIN_MARGIN * base_error if finding.kind == "no gain" else None,
+        "effect": result.effect,
+        "ci": result.ci,
+        "p": result.p,
+        "seeds": result.seeds,
+        "images": result.images,
+        "mde": _mde(terms, result.images),
+    }
+
+
+def _mde(terms, n: int) -> float:
+    """The effect this comparison detects with 80% power (exact McNemar, two-sided 5%), from
+    the observed share of images on which the first two arms disagree."""
+    a, b = terms[0][1][0], terms[1][1][0]
+    discordant = max((a != b).mean(), 1 / n)
+    try:
+        return stats.minimum_detectable_effect(n, float(discordant))
+    except ValueError:
+        return math.nan
+
+
+def init_rows(steps: dict[tuple[str, str], list[tuple[int, bool]]], budget_note: str) -> list:
+    """Finding 9's rows: for each config, every scheme against the paper's Gaussian, from the
+    per-seed (steps to leave chance, left) of ``steps[(config, scheme)]``."""
+    rows = []
+    for (config, scheme), times in sorted(steps.items()):
+        if scheme == "gaussian-width":
+            continue
+        gauss = steps[(config, "gaussian-width")]
+        diff = np.log10([g for g, _ in gauss]) - np.log10([t for t, _ in times])
+        if np.ptp(diff) == 0:  # every seed alike: no spread to test
+            ci, p = (float(diff[0]), float(diff[0])), 1.0 if diff[0] == 0 else 0.0
+        else:
+            res = sps.ttest_1samp(diff, 0.0)
+            lo, hi = res.confidence_interval(0.95)
+            ci, p = (float(lo), float(hi)), float(res.pvalue)
+        rows.append({
+            "finding": f"9{'abcd'[len(rows)]}",
+            "claim": f"{config} from {scheme} leaves chance sooner than from N(0, 0.01)",
+            "source": "Sec. 3.1",
+            "kind": "gain",
+            "paper gain (points)": math.inf,
+            "paper relative": math.nan,
+            "book baseline error": math.nan,
+            "paper gain here": STALL,
+            "margin": None,
+            "effect": float(diff.mean()),
+            "ci": ci,
+            "p": p,
+            "seeds": len(diff),
+            "images": budget_note,
+            "mde": math.nan,
+        })  # fmt: skip
+    return rows
+
+
+def decide(row: dict, p_holm: float) -> str:
+    """A row's status from its Holm-adjusted p and its interval (the module's rule)."""
+    significant = p_holm < ALPHA
+    lo, hi = row["ci"]
+    if row["kind"] == "no gain":
+        if significant and row["effect"] > 0:
+            return "contradicted"
+        return "reproduced" if hi < row["margin"] else "inconclusive"
+    if significant:
+        return "reproduced" if row["effect"] > 0 else "contradicted"
+    return "smaller than the paper's" if hi < row["paper gain here"] else "inconclusive"
+
+
+def report(rows: list[dict]) -> list[dict]:
+    """Every row with its Holm-adjusted p (one family: the whole report) and its status."""
+    adjusted = stats.holm([r["p"] for r in rows])
+    return [{**r, "p (Holm)": q, "status": decide(r, q)} for r, q in zip(rows, adjusted, strict=True)]
