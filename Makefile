@@ -7,7 +7,7 @@ CHAPTERS := $(sort $(wildcard book/[0-9]*.ipynb))
 EXECUTED := _build/executed
 NBVAL := --nbval --nbval-sanitize-with book/nbval-sanitize.cfg --nbval-kernel-name python3
 
-.PHONY: venv data book execute outputs html site test unit nbval browser lint clean
+.PHONY: venv data book execute outputs study html site test unit nbval browser lint clean
 
 venv: $(STAMP)
 
@@ -46,6 +46,12 @@ site: venv
 outputs: venv data
 	for nb in $(CHAPTERS); do $(BIN)/papermill --cwd book -k python3 $$nb $$nb || exit 1; done
 	$(BIN)/nbstripout --keep-output --keep-count --keep-id $(CHAPTERS)
+
+# The study's runs (chapter 6): on a GPU, about an hour; recorded runs are skipped. Then the
+# witness, on the CPU (GPUs hidden): the test suite retrains it to show the records are current.
+study: venv data
+	$(BIN)/python -m vggbook study
+	CUDA_VISIBLE_DEVICES= $(BIN)/python -m vggbook study --witness
 
 test: lint unit nbval browser
 

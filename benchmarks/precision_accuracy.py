@@ -31,7 +31,7 @@ def test_correct(run_dir: Path) -> torch.Tensor:
     ckpt = runs.load_checkpoint(run_dir)
     model, spec = runs.model_of(ckpt, run_dir)
     setting = evaluate.Setting.of_run(spec.profile, ckpt["mean_rgb"], "single")
-    test = data.load_dataset(spec.profile.dataset, "val")
+    test = data.load_dataset(spec.profile.dataset, "test")
     probs, labels = evaluate.predict(model, test, "single", setting, batch_size=500)
     return probs.argmax(1) == labels
 

@@ -30,7 +30,8 @@ PAGES = [
     "book/03_training",
     "book/04_init_transfer",
     "book/05_evaluation",
-    "book/06_report",
+    "book/06_findings",
+    "book/07_report",
     "book/appendix_recipes",
     "book/references",
 ]

@@ -106,7 +106,10 @@ def test_flags_and_set_merge(tmp_path, trained):
     [
         (["--epochs", "2", "--set", "epochs=3"], "--epochs 2 and --set epochs=3 disagree"),
         (["--set", "lr=0.1", "--set", "lr=0.2"], "--set lr=0.1 and --set lr=0.2 disagree"),
-        (["--val-images", "64", "--set", "val_images=none"], "--val-images 64 and --set val_images"),
+        (
+            ["--val-images", "64", "--set", "val_images=none"],
+            "--val-images 64 and --set val_images",
+        ),
         (["--init", "glorot", "--set", "init=kaiming"], "--init glorot and --set init=kaiming"),
     ],
 )

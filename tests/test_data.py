@@ -99,7 +99,7 @@ def test_fashion_mnist_counts_and_items():
 def test_debian_copy_is_found_and_named(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "PROJECT_DATA", tmp_path / "empty")  # no project copy
     monkeypatch.delenv("VGGBOOK_DATA", raising=False)
-    ds = load_dataset("fashion-mnist", "val", download=False)
+    ds = load_dataset("fashion-mnist", "test", download=False)
     assert ds.source == "debian" and len(ds) == 10000
 
 
@@ -119,21 +119,21 @@ def test_damaged_deflate_stream_is_a_data_error(tmp_path):
         pytest.fail("no damaged byte gave a zlib.error")
     (root / FILES[3]).write_bytes(damaged)
     with pytest.raises(DataError, match="t10k-labels.* is not a readable gzip file"):
-        load_dataset("fashion-mnist", "val", root)
+        load_dataset("fashion-mnist", "test", root)
 
 
 @needs_fmnist
 def test_checksum_mismatch_and_corrupt_gzip(tmp_path):
     root = fmnist_copy(tmp_path)
-    assert len(load_dataset("fashion-mnist", "val", root)) == 10000
+    assert len(load_dataset("fashion-mnist", "test", root)) == 10000
     raw = bytearray(gzip.open(root / FILES[3]).read())
     raw[100] ^= 0xFF
     (root / FILES[3]).write_bytes(gzip.compress(bytes(raw)))
     with pytest.raises(DataError, match="checksum mismatch for .*t10k-labels"):
-        load_dataset("fashion-mnist", "val", root)
+        load_dataset("fashion-mnist", "test", root)
     (root / FILES[2]).write_bytes(b"not gzip")
     with pytest.raises(DataError, match="not a readable gzip file"):
-        load_dataset("fashion-mnist", "val", root)
+        load_dataset("fashion-mnist", "test", root)
 
 
 def test_md5_tables_match_torchvision():
@@ -144,14 +144,14 @@ def test_md5_tables_match_torchvision():
 
 @needs_fmnist
 def test_checksums_and_source(tmp_path):
-    ds = load_dataset("fashion-mnist", "val")
+    ds = load_dataset("fashion-mnist", "test")
     known = {name: {md5s[name] for md5s in data.FASHION_MNIST_GZ_MD5.values()} for name in FILES}
     assert set(ds.checksums) == set(FILES[2:])
     assert all(md5 in known[name] for name, md5 in ds.checksums.items())
     assert not ds.source.startswith(("/work", "/root"))
     (tmp_path / "copy").mkdir()
     root = fmnist_copy(tmp_path / "copy")
-    assert load_dataset("fashion-mnist", "val", root).source == ".../copy"
+    assert load_dataset("fashion-mnist", "test", root).source == ".../copy"
 
 
 def test_not_found_lists_places_and_fix(tmp_path):
@@ -167,10 +167,10 @@ def test_vggbook_data_environment_variable(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "PROJECT_DATA", tmp_path / "project" / "nowhere")
     monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
     monkeypatch.setenv("VGGBOOK_DATA", str(tmp_path))
-    assert load_dataset("fashion-mnist", "val").source == "$VGGBOOK_DATA"
+    assert load_dataset("fashion-mnist", "test").source == "$VGGBOOK_DATA"
     monkeypatch.delenv("VGGBOOK_DATA")
     with pytest.raises(DatasetNotFoundError, match="nowhere"):
-        load_dataset("fashion-mnist", "val", download=False)
+        load_dataset("fashion-mnist", "test", download=False)
 
 
 def test_image_folder(folder):
@@ -203,14 +203,14 @@ def test_corrupt_image_is_named_or_skipped(folder):
     bad = folder / "val" / "dog" / "x.jpg"
     bad.write_bytes(np.random.default_rng(1).bytes(300))
     with pytest.raises(DataError, match="x.jpg is not a readable image.*skip_bad=True"):
-        load_dataset("imagefolder", "val", folder)
+        load_dataset("imagefolder", "test", folder)
     with pytest.warns(UserWarning, match="skipped 1 unreadable image"):
-        ds = load_dataset("imagefolder", "val", folder, skip_bad=True)
+        ds = load_dataset("imagefolder", "test", folder, skip_bad=True)
     assert len(ds) == 6 and [p.endswith("x.jpg") for p in ds.skipped] == [True]
     for f in (folder / "val" / "cat").iterdir():
         f.write_bytes(b"broken")
     with pytest.warns(UserWarning), pytest.raises(DataError, match="cat holds no readable"):
-        load_dataset("imagefolder", "val", folder, skip_bad=True)
+        load_dataset("imagefolder", "test", folder, skip_bad=True)
 
 
 @pytest.mark.parametrize("name", ["cifar10", "imagenette"])
@@ -220,7 +220,7 @@ def test_downloadable_datasets_say_how_to_download(tmp_path, monkeypatch, no_net
             load_dataset(name, "train", tmp_path, download=download)
     monkeypatch.setenv("VGGBOOK_DOWNLOAD", "1")  # an explicit download=False wins
     with pytest.raises(DatasetNotFoundError, match="downloads are not allowed"):
-        load_dataset(name, "val", tmp_path, download=False)
+        load_dataset(name, "test", tmp_path, download=False)
     assert list(tmp_path.iterdir()) == []  # nothing written either
 
 
@@ -258,7 +258,7 @@ def test_subset_and_counts_from_sample_lists():
 
 @needs_fmnist
 def test_mean_std_subsample_depends_on_seed_only():
-    ds = load_dataset("fashion-mnist", "val")
+    ds = load_dataset("fashion-mnist", "test")
     torch.manual_seed(0)
     a = data.mean_std(ds, n=50, seed=3)
     torch.manual_seed(1)

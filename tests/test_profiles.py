@@ -40,7 +40,7 @@ def test_small_profiles_scale_sizes_by_crop():
 
 def test_overrides_and_errors():
     assert get_profile("tiny", epochs=3, lr=None).epochs == 3
-    with pytest.raises(ValueError, match="unknown profile 'huge'.*tiny, cifar10"):
+    with pytest.raises(ValueError, match="unknown profile 'huge'.*tiny, study, cifar10"):
         get_profile("huge")
     with pytest.raises(ValueError, match="unknown profile field"):
         get_profile("tiny", colour="red")
@@ -64,7 +64,12 @@ def test_deviations_follow_the_fields():
         get_profile("cifar10").deviations
     )
     paper_like = get_profile("imagenet", amp=False, channels_last=False).deviations
-    assert paper_like == ("lr patience 2 epoch(s) (the paper does not state one)",)
+    assert paper_like == (
+        "lr plateaus read one in twelve training images held out for validation (the paper "
+        "read ILSVRC's validation set, its test set); the test split is only reported",
+        "lr patience 2 epoch(s) (the paper does not state one), counted once the net has left "
+        "chance level: a stalled net keeps its learning rate",
+    )
 
 
 @pytest.mark.parametrize("name", list(PROFILES))
@@ -106,7 +111,7 @@ IMPOSSIBLE = [
     ("max_decays", -1, "an integer >= 0"),
     ("init", 3, "a non-empty string"),
     ("limit_train", -1, "none or an integer >= 0"),
-    ("val_images", 64.0, "none or an integer >= 0"),
+    ("val_images", 64.0, "none (1/12 of train) or an integer >= 1"),
     ("workers", -1, "an integer >= 0"),
     ("flip", 1, "true or false"),
     ("pca_lighting", "yes", "true or false"),

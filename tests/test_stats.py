@@ -98,20 +98,6 @@ def test_holm_worked_example():
     assert stats.holm([]) == []
 
 
-@pytest.mark.parametrize(
-    "effect, ci, expected",
-    [
-        (0.8, (0.2, 1.5), "reproduced"),
-        (-0.8, (-1.5, -0.2), "contradicted"),
-        (0.1, (-0.3, 0.6), "smaller than the paper's"),
-        (0.5, (-0.3, 1.4), "inconclusive"),
-        (0.5, (0.0, 1.0), "inconclusive"),  # touches 0 and the paper's effect
-    ],
-)
-def test_status_rule(effect, ci, expected):
-    assert stats.status(effect, ci, paper_effect=1.0) == expected
-
-
 def test_minimum_detectable_effect_formula():
     z_a = sps.norm.ppf(0.975)
     # at power 0.5 Connor's formula reduces to z_a * sqrt(psi / n)
@@ -163,8 +149,7 @@ def test_unequal_lengths_are_rejected():
         lambda: stats.holm([0.5, 1.5]),
         lambda: stats.minimum_detectable_effect(3, 0.1),
         lambda: stats.minimum_detectable_effect(100, 0.0),
-        lambda: stats.status(2.0, (0.0, 1.0), 1.0),
-        lambda: stats.status(0.5, (0.0, 1.0), -1.0),
+        lambda: stats.contrast([(1, [[True, False]]), (-1, [[True]])]),
     ],
 )
 def test_invalid_inputs_are_rejected(call):

@@ -63,7 +63,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=64)
 
     s = sub.add_parser("study", help="train and record the runs behind the paper's findings")
-    s.add_argument("--root", default="study", help="records go to ROOT/records, weights to ROOT/work")
+    s.add_argument(
+        "--root", default="study", help="records go to ROOT/records, weights to ROOT/work"
+    )
     s.add_argument("--seeds", type=int, nargs="+", help="only the runs of these seeds")
     s.add_argument("--only", nargs="+", default=[], metavar="NAME", help="only these runs")
     s.add_argument("--witness", action="store_true", help="(on a CPU) record the witness")

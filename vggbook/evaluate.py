@@ -144,7 +144,9 @@ def predict(
     for q in scales:
         tf = setting.centre_transform(q) if centre else setting.transform(q)
         if in_memory is not None:
-            loader = zip(in_memory.split(batch_size), targets(dataset).split(batch_size))
+            loader = zip(
+                in_memory.split(batch_size), targets(dataset).split(batch_size), strict=True
+            )
         else:
             loader = DataLoader(dataset, batch_size=batch_size, collate_fn=_collate)
         chunks, ys = [], []
@@ -290,7 +292,9 @@ def evaluate_weights(
         224, test_scales(256, 224, protocol), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     )
     test = data.load_dataset(dataset, "test", data_root)  # the tree's val/ folder
-    probs, labels = predict(model, test, protocol, setting, batch_size=batch_size, progress=progress)
+    probs, labels = predict(
+        model, test, protocol, setting, batch_size=batch_size, progress=progress
+    )
     return {
         "protocol": protocol,
         "Q": list(setting.scales),

@@ -28,14 +28,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
 
 from . import paper, runs, stats, study
 
 ALPHA = 0.05
-NO_GAIN_MARGIN = (paper.TABLE3["A"]["256"][0] - paper.TABLE3["B"]["256"][0]) / paper.TABLE3[
-    "A"
-]["256"][0]
+NO_GAIN_MARGIN = (paper.TABLE3["A"]["256"][0] - paper.TABLE3["B"]["256"][0]) / paper.TABLE3["A"][
+    "256"
+][0]
 LEFT_CHANCE_LOSS = 2.0  # training loss below which a net has left chance (ln 10 = 2.30)
 STALL = math.log10(2)  # the paper's "stall", as an effect on log10 steps
 
@@ -140,6 +139,7 @@ def correctness(arm: Arm, records: dict, seeds: Sequence[int]) -> np.ndarray:
 
 def seeds_of(finding: Finding, records: dict) -> list[int]:
     """The seeds for which every run of the finding is recorded."""
+
     def has(arm: Arm, seed: int) -> bool:
         configs = [arm.config] + ([arm.fused_with] if arm.fused_with else [])
         return all(arm.run(c, seed) in records for c in configs)
@@ -199,9 +199,8 @@ def init_rows(steps: dict[tuple[str, str], list[tuple[int, bool]]], budget_note:
         if np.ptp(diff) == 0:  # every seed alike: no spread to test
             ci, p = (float(diff[0]), float(diff[0])), 1.0 if diff[0] == 0 else 0.0
         else:
-            res = sps.ttest_1samp(diff, 0.0)
-            lo, hi = res.confidence_interval(0.95)
-            ci, p = (float(lo), float(hi)), float(res.pvalue)
+            res = stats.seed_level(np.log10([g for g, _ in gauss]), np.log10([t for t, _ in times]))
+            ci, p = res.ci, res.p
         rows.append({
             "finding": f"9{'abcd'[len(rows)]}",
             "claim": f"{config} from {scheme} leaves chance sooner than from N(0, 0.01)",
@@ -238,4 +237,19 @@ def decide(row: dict, p_holm: float) -> str:
 def report(rows: list[dict]) -> list[dict]:
     """Every row with its Holm-adjusted p (one family: the whole report) and its status."""
     adjusted = stats.holm([r["p"] for r in rows])
-    return [{**r, "p (Holm)": q, "status": decide(r, q)} for r, q in zip(rows, adjusted, strict=True)]
+    return [
+        {**r, "p (Holm)": q, "status": decide(r, q)} for r, q in zip(rows, adjusted, strict=True)
+    ]
+
+
+def interval_agrees(row: dict) -> bool:
+    """Whether a decided row's interval agrees with its status: the whole interval on the side
+    of a significant effect, or (no gain, reproduced) below the margin. Undecided rows: True."""
+    lo, hi = row["ci"]
+    if row["status"] == "contradicted" and row["kind"] == "no gain":
+        return lo > 0
+    if row["status"] == "reproduced":
+        return hi < row["margin"] if row["kind"] == "no gain" else lo > 0
+    if row["status"] == "contradicted":
+        return hi < 0
+    return True

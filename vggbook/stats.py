@@ -175,29 +175,6 @@ def minimum_detectable_effect(
     return float(100 * d)
 
 
-def status(effect: float, ci: tuple[float, float], paper_effect: float) -> str:
-    """The book's pre-registered verdict on a finding, all in points in the paper's direction.
-
-    "reproduced" if the whole ci > 0, "contradicted" if the whole ci < 0, "smaller than the
-    paper's" if ci includes 0 but lies below ``paper_effect``, else "inconclusive". The rule
-    reads only ci; ``effect`` (the point estimate) must lie inside it.
-    """
-    lo, hi = ci
-    if not lo <= effect <= hi:
-        raise ValueError(f"effect {effect} lies outside its interval [{lo}, {hi}]")
-    if paper_effect <= 0:
-        raise ValueError(
-            f"paper_effect must be positive (the paper's direction), got {paper_effect}"
-        )
-    if lo > 0:
-        return "reproduced"
-    if hi < 0:
-        return "contradicted"
-    if hi < paper_effect:
-        return "smaller than the paper's"
-    return "inconclusive"
-
-
 @dataclass(frozen=True)
 class Contrast:
     """A combination of error rates of arms tested on the same images by the same seeds."""

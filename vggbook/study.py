@@ -85,7 +85,9 @@ def study_runs() -> list[StudyRun]:
     arch = [StudyRun(c, s) for s in SEEDS for c in ARCHITECTURES]
     arch += [StudyRun("D", s, jitter=True) for s in SEEDS]
     arch += [StudyRun("A", s) for s in INIT_SEEDS if s not in SEEDS]  # transfer sources
-    init = [StudyRun(c, s, scheme=k) for s in INIT_SEEDS for c in INIT_CONFIGS for k in INIT_SCHEMES]
+    init = [
+        StudyRun(c, s, scheme=k) for s in INIT_SEEDS for c in INIT_CONFIGS for k in INIT_SCHEMES
+    ]
     return arch + init
 
 
@@ -188,16 +190,21 @@ def correct(rec: dict, protocol: str = "single") -> np.ndarray:
     return (rec["top5"][protocol][:, 0] == rec["labels"]).numpy()
 
 
-def steps_to_leave_chance(metrics: Iterable[dict], threshold: float) -> tuple[int, bool]:
-    """The first step at which the training loss (a mean over ``LOSS_EVERY`` steps) fell
-    below ``threshold``, and whether it did; else the steps run (a censored time)."""
+def steps_to_leave_chance(
+    metrics: Iterable[dict], threshold: float, steps_per_epoch: int
+) -> tuple[int, bool]:
+    """The step by which the training loss (a mean over ``LOSS_EVERY`` steps, counted from
+    each epoch's start) first fell below ``threshold``, and whether it did; else the steps
+    run (a censored time)."""
     from .train import LOSS_EVERY
 
-    curve = [loss for m in metrics for loss in m["loss_every_10_steps"]]
-    for i, loss in enumerate(curve):
-        if loss < threshold:
-            return (i + 1) * LOSS_EVERY, True
-    return len(curve) * LOSS_EVERY, False
+    done = 0
+    for m in metrics:
+        for j, loss in enumerate(m["loss_every_10_steps"]):
+            if loss < threshold:
+                return done + min((j + 1) * LOSS_EVERY, steps_per_epoch), True
+        done += steps_per_epoch
+    return done, False
 
 
 # The witness: the stored records come from this code.

@@ -1,0 +1,170 @@
+"""The study's records, their statistics, and the witness that ties them to this code."""
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from vggbook import data, findings, runs, stats, study
+from vggbook.models import LRN, LocalResponseNorm, build_vgg, layer_names
+from vggbook.provenance import is_default
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORDS = ROOT / "study" / "records"
+MANIFEST = json.loads((ROOT / "study" / "manifest.json").read_text())
+SMOKE = dict(epochs=1, limit_train=256, val_images=128, batch_size=64)
+
+
+def test_the_witness_run_retrains_bit_for_bit():
+    """The first epoch of the witness run, retrained here in fp32 on the CPU, gives the weights
+    whose checksum the manifest holds: the stored records come from this training code."""
+    recorded = MANIFEST["witness"]
+    again = study.witness(ROOT / "study")
+    assert again["run"] == recorded["run"]
+    # the same network learnt the same thing as the stored run (trained in bf16 on a GPU)
+    stored = study.load_record(RECORDS, recorded["run"])["metrics"][0]["val_top1"]
+    assert abs(again["val_top1"] - stored) < 3.0, (again["val_top1"], stored)
+    if again["cpu"] != recorded["cpu"]:
+        pytest.skip(f"bits are compared on the CPU that made them: {recorded['cpu']}")
+    assert again["checksum"] == recorded["checksum"], "stale study: run `make study`"
+
+
+def test_every_designed_run_with_a_record_is_complete():
+    names = {r.name: r for r in study.study_runs()}
+    recorded = [p.name for p in RECORDS.iterdir()]
+    assert recorded and set(recorded) <= set(names)
+    for name in recorded:
+        rec = study.load_record(RECORDS, name)
+        assert rec["config"]["run"]["profile"]["name"] == "study"
+        for protocol in names[name].protocols:
+            assert rec["evaluation"][protocol]["images"] == len(rec["labels"]) == 10_000
+            assert rec["top5"][protocol].shape == (10_000, 5)
+        text = json.dumps(rec["config"])
+        assert not re.search(r'"(transfer:)?/(work|home|root|tmp)/', text), name  # no machine paths
+
+
+def test_a_record_round_trips(tmp_path):
+    names = study.run_study(tmp_path, only=["A-seed0"], progress=False, **SMOKE)
+    assert names == ["A-seed0"]
+    rec = study.load_record(tmp_path / "records", "A-seed0")
+    error = 100 * (1 - study.correct(rec).mean())
+    assert error == pytest.approx(rec["evaluation"]["single"]["top1_error"])
+    assert study.run_study(tmp_path, only=["A-seed0"], progress=False, **SMOKE) == []  # kept
+    with pytest.raises(runs.RunDirError, match="make study"):
+        study.load_record(tmp_path / "records", "B-seed0")
+
+
+def test_steps_to_leave_chance():
+    metrics = [{"loss_every_10_steps": [2.3, 2.31, 2.1]}, {"loss_every_10_steps": [2.2, 1.2]}]
+    assert study.steps_to_leave_chance(metrics, 2.0, 25) == (25 + 20, True)
+    assert study.steps_to_leave_chance(metrics[:1], 2.0, 25) == (25, False)  # censored
+    assert study.steps_to_leave_chance([{"loss_every_10_steps": [2.3, 1.0]}], 2.0, 14) == (14, True)
+
+
+def test_validation_is_held_out_of_the_training_split():
+    train = data.load_dataset("fashion-mnist", "train")
+    kept, held = data.holdout(train)
+    assert len(held) == 5_000 and len(kept) == 55_000
+    assert not set(kept.indices) & set(held.indices)
+    assert torch.bincount(data.targets(held)).tolist() == [500] * 10
+    assert data.holdout(train)[1].indices == held.indices  # the same for every run
+    with pytest.raises(ValueError, match="choose train or test"):
+        data.load_dataset("fashion-mnist", "val")
+
+
+def test_contrast_is_a_paired_difference():
+    rng = np.random.default_rng(0)
+    a = rng.random(4000) < 0.9
+    b = a.copy()
+    b[:200] = True  # B right on 200 more images at most
+    c = stats.contrast([(1, a), (-1, b)], resamples=2000)
+    m = stats.mcnemar(a, b, resamples=200)
+    assert c.effect == pytest.approx(m.effect) and c.p == pytest.approx(m.p)
+    assert c.ci[0] > 0 and c.seeds == 1 and c.images == 4000
+    two = stats.contrast([(1, np.stack([a, a])), (-1, np.stack([b, a]))], resamples=2000)
+    assert two.effect == pytest.approx(m.effect / 2) and two.ci[0] < c.ci[0]
+
+
+@pytest.mark.parametrize(
+    "kind, effect, ci, p_holm, expected",
+    [
+        ("gain", 0.8, (0.2, 1.4), 0.01, "reproduced"),
+        ("gain", -0.8, (-1.4, -0.2), 0.01, "contradicted"),
+        ("gain", 0.1, (-0.2, 0.4), 0.5, "smaller than the paper's"),
+        ("gain", 0.4, (-0.2, 1.0), 0.5, "inconclusive"),
+        ("gain", 0.5, (0.05, 0.95), 0.2, "inconclusive"),  # excludes 0, not after Holm
+        ("no gain", 0.0, (-0.2, 0.2), 0.9, "reproduced"),
+        ("no gain", 0.9, (0.5, 1.3), 0.001, "contradicted"),
+        ("no gain", 0.2, (-0.2, 0.6), 0.4, "inconclusive"),
+    ],
+)
+def test_decision_rule(kind, effect, ci, p_holm, expected):
+    row = {"kind": kind, "effect": effect, "ci": ci, "paper gain here": 0.5, "margin": 0.3}
+    assert findings.decide(row, p_holm) == expected
+
+
+def test_every_finding_has_arms_in_the_design():
+    designed = {r.name for r in study.study_runs()}
+    keys = [f.key for f in findings.FINDINGS]
+    assert len(set(keys)) == len(keys)
+    for f in findings.FINDINGS:
+        assert f.kind in ("gain", "no gain")
+        for _, arm in f.arms:
+            for config in filter(None, [arm.config, arm.fused_with]):
+                assert arm.run(config, 0) in designed
+    assert findings.NO_GAIN_MARGIN == pytest.approx(0.9 / 29.6)
+
+
+def test_init_rows_compare_with_the_gaussian():
+    steps = {
+        ("D", "gaussian-width"): [(300, False)] * 3,
+        ("D", "glorot"): [(30, True), (40, True), (20, True)],
+        ("D", "transfer"): [(300, False)] * 3,
+    }
+    rows = {r["claim"]: r for r in findings.init_rows(steps, "steps")}
+    glorot = rows["D from glorot leaves chance sooner than from N(0, 0.01)"]
+    assert glorot["effect"] == pytest.approx(np.mean(np.log10([10, 7.5, 15])))
+    assert glorot["ci"][0] > 0
+    transfer = rows["D from transfer leaves chance sooner than from N(0, 0.01)"]
+    assert transfer["ci"] == (0.0, 0.0) and transfer["p"] == 1.0
+    assert findings.decide(transfer, 1.0) == "smaller than the paper's"
+
+
+def test_lrn_is_torch_s_and_b5x5_is_b_with_5x5_pairs():
+    x = torch.randn(2, 16, 7, 7) * 30
+    torch.testing.assert_close(LocalResponseNorm(**LRN)(x), nn.LocalResponseNorm(**LRN)(x))
+    model = build_vgg("b-5x5", 10, width=0.25, image_size=64)
+    kernels = [m.kernel_size for m in model.features if isinstance(m, nn.Conv2d)]
+    assert kernels == [(5, 5)] * 5 and len(layer_names("B-5x5")) == 5
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 10)
+
+
+def test_run_names_and_defaults():
+    assert runs.run_name("D", init="transfer:../runs/tiny/A", seed=2) == "D-transfer-seed2"
+    assert runs.run_name("D", jitter=True, seed=0) == "D-jitter-seed0"
+    assert runs.book_run("tiny", "A") == "../runs/tiny/A"
+    assert runs.book_run("tiny", "E", "glorot", 3) == "../runs/tiny/init/E-glorot-seed3"
+    assert is_default({"a": 1}, {"a": 1, "b": 2}) and not is_default({"a": 2}, {"a": 1})
+    assert not math.isnan(findings.STALL)
+
+
+@pytest.mark.parametrize(
+    "kind, status, ci, agrees",
+    [
+        ("gain", "reproduced", (0.1, 0.9), True),
+        ("gain", "reproduced", (-0.1, 0.9), False),
+        ("gain", "contradicted", (-0.9, -0.1), True),
+        ("no gain", "contradicted", (0.2, 0.9), True),
+        ("no gain", "reproduced", (-0.5, 0.2), True),
+        ("no gain", "reproduced", (-0.5, 0.4), False),
+        ("gain", "inconclusive", (-0.5, 0.4), True),
+    ],
+)
+def test_an_interval_agrees_with_its_decision(kind, status, ci, agrees):
+    row = {"kind": kind, "status": status, "ci": ci, "margin": 0.3}
+    assert findings.interval_agrees(row) is agrees
