@@ -50,7 +50,7 @@ fi
 
 if [ -z "$found" ]; then
   echo "fetch_data: downloading Fashion-MNIST through torchvision into data/fashion-mnist"
-  if "$PY" -c "from vggbook.data import load_dataset as l; l('fashion-mnist', 'train', download=True); l('fashion-mnist', 'val', download=True)" >"$log" 2>&1; then
+  if "$PY" -c "from vggbook.data import load_dataset as l; l('fashion-mnist', 'train', download=True); l('fashion-mnist', 'test', download=True)" >"$log" 2>&1; then
     found=data/fashion-mnist
   else
     tried+=("torchvision download ($(last_line "$log"))")
@@ -58,10 +58,10 @@ if [ -z "$found" ]; then
 fi
 
 [ -n "$found" ] || give_up
-verify="from vggbook.data import load_dataset as l; print(*(len(l('fashion-mnist', s)) for s in ('train', 'val')))"
+verify="from vggbook.data import load_dataset as l; print(*(len(l('fashion-mnist', s)) for s in ('train', 'test')))"
 if ! counts=$("$PY" -c "$verify" 2>"$log"); then
   tried+=("verifying the copy in $found: $(last_line "$log")")
   give_up
 fi
-read -r n_train n_val <<<"$counts"
-echo "fetch_data: checksums verified: $n_train training and $n_val test images"
+read -r n_train n_test <<<"$counts"
+echo "fetch_data: checksums verified: $n_train training and $n_test test images"
