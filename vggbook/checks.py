@@ -7,14 +7,12 @@ class ClaimFailed(AssertionError):
     """A claim of the paper that the book's own numbers no longer support."""
 
 
-def check(claim: str, ok: bool, detail: str = "") -> bool:
-    """Print ``PASS claim`` and return True, or raise ClaimFailed; ``detail`` must not vary
-    across machines."""
+def check(claim: str, ok: bool, detail: str = "") -> None:
+    """Print ``PASS claim`` or raise ClaimFailed; ``detail`` must not vary across machines."""
     line = f"{claim} ({detail})" if detail else claim
     if not ok:
         raise ClaimFailed(f"FAIL {line}")
     print(f"PASS {line}")
-    return True
 
 
 def status(ok: bool, reproduced: str = "reproduced", otherwise: str = "not reproduced") -> str:
