@@ -306,14 +306,3 @@ def evaluate_weights(
     }
 
 
-def verdict(expected_lower: float, expected_higher: float, images: int) -> str:
-    """Whether an error rate the paper finds lower (percent) is lower on the book's numbers:
-    "reproduced" or "not reproduced" when the two differ by more than two standard errors of
-    an error rate over ``images`` images, "inconclusive" otherwise."""
-    p = (expected_lower + expected_higher) / 200
-    margin = 2 * 100 * (p * (1 - p) / images) ** 0.5
-    if expected_lower < expected_higher - margin:
-        return "reproduced"
-    if expected_lower > expected_higher + margin:
-        return "not reproduced"
-    return f"inconclusive (within {margin:.1f} points, two standard errors)"
