@@ -59,6 +59,17 @@ def test_a_record_round_trips(tmp_path):
         study.load_record(tmp_path / "records", "B-seed0")
 
 
+def test_the_manifest_changes_only_with_its_witness(tmp_path, monkeypatch):
+    study.write_manifest(tmp_path, {"checksum": "abc"})
+    first = (tmp_path / "manifest.json").read_bytes()
+    monkeypatch.setattr(study.provenance, "environment", lambda: {"git_commit": "other"})
+    study.write_manifest(tmp_path)  # what every `python -m vggbook study` does after its runs
+    assert (tmp_path / "manifest.json").read_bytes() == first
+    manifest = study.write_manifest(tmp_path, {"checksum": "def"})
+    assert manifest["written_by"] == {"git_commit": "other"}
+    assert manifest["witness"] == {"checksum": "def"}
+
+
 def test_steps_to_leave_chance():
     metrics = [{"loss_every_10_steps": [2.3, 2.31, 2.1]}, {"loss_every_10_steps": [2.2, 1.2]}]
     assert study.steps_to_leave_chance(metrics, 2.0, 25) == (25 + 20, True)
@@ -126,7 +137,7 @@ def test_init_rows_compare_with_the_gaussian():
         ("D", "glorot"): [(30, True), (40, True), (20, True)],
         ("D", "transfer"): [(300, False)] * 3,
     }
-    rows = {r["claim"]: r for r in findings.init_rows(steps, "steps")}
+    rows = {r["claim"]: r for r in findings.init_rows(steps)}
     glorot = rows["D from glorot leaves chance sooner than from N(0, 0.01)"]
     assert glorot["effect"] == pytest.approx(np.mean(np.log10([10, 7.5, 15])))
     assert glorot["ci"][0] > 0

@@ -304,5 +304,3 @@ def evaluate_weights(
         "batch_norm": batch_norm,
         **errors(probs, labels),
     }
-
-

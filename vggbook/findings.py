@@ -187,7 +187,7 @@ def _mde(terms, n: int) -> float:
         return math.nan
 
 
-def init_rows(steps: dict[tuple[str, str], list[tuple[int, bool]]], budget_note: str) -> list:
+def init_rows(steps: dict[tuple[str, str], list[tuple[int, bool]]]) -> list:
     """Finding 9's rows: for each config, every scheme against the paper's Gaussian, from the
     per-seed (steps to leave chance, left) of ``steps[(config, scheme)]``."""
     rows = []
@@ -215,7 +215,7 @@ def init_rows(steps: dict[tuple[str, str], list[tuple[int, bool]]], budget_note:
             "ci": ci,
             "p": p,
             "seeds": len(diff),
-            "images": budget_note,
+            "images": None,  # a comparison of training curves: no test images
             "mde": math.nan,
         })  # fmt: skip
     return rows

@@ -252,7 +252,9 @@ def witness(root: str | Path = "study", *, data_root: str | None = None, **overr
 
 
 def write_manifest(root: str | Path = "study", witness_record: dict | None = None) -> dict:
-    """``study/manifest.json``: the design (profile, runs, protocols) and the witness."""
+    """``study/manifest.json``: the design (profile, runs, protocols) and the witness, with the
+    environment that recorded the witness (kept as it was when no witness is given, so that
+    training runs leave the file, a tracked one, unchanged: their provenance stays clean)."""
     root = Path(root)
     path = root / "manifest.json"
     old = json.loads(path.read_text()) if path.exists() else {}
@@ -260,7 +262,9 @@ def write_manifest(root: str | Path = "study", witness_record: dict | None = Non
         "profile": get_profile(PROFILE).as_dict(),
         "runs": {r.name: {"protocols": list(r.protocols)} for r in study_runs()},
         "witness": witness_record or old.get("witness"),
-        "written_by": provenance.environment(),
+        "written_by": old["written_by"]
+        if "written_by" in old and not witness_record
+        else provenance.environment(),
     }
     root.mkdir(parents=True, exist_ok=True)
     runs.write_atomic(json.dumps(manifest, indent=1).encode(), path)
