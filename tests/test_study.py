@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.stats
 import torch
 from torch import nn
 
@@ -99,6 +100,23 @@ def test_contrast_is_a_paired_difference():
     assert c.ci[0] > 0 and c.seeds == 1 and c.images == 4000
     two = stats.contrast([(1, np.stack([a, a])), (-1, np.stack([b, a]))], resamples=2000)
     assert two.effect == pytest.approx(m.effect / 2) and two.ci[0] < c.ci[0]
+    assert math.isnan(c.seeds_differ) and two.seeds_differ < 1e-3  # a gain, then none
+    same = stats.contrast([(1, np.stack([a, a])), (-1, np.stack([b, b]))], resamples=200)
+    assert same.seeds_differ == 1.0
+
+
+def test_seed_heterogeneity_is_the_two_way_anova_f_test():
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=(3, 400)) + np.array([[0.0], [0.1], [0.3]])
+    k, n = y.shape
+    seed_ss = n * ((y.mean(1) - y.mean()) ** 2).sum()
+    image_ss = k * ((y.mean(0) - y.mean()) ** 2).sum()
+    residual_ss = ((y - y.mean()) ** 2).sum() - seed_ss - image_ss
+    f = (seed_ss / (k - 1)) / (residual_ss / ((k - 1) * (n - 1)))
+    expected = scipy.stats.f.sf(f, k - 1, (k - 1) * (n - 1))
+    assert stats.seed_heterogeneity(y) == pytest.approx(expected, rel=1e-9)
+    assert expected < 0.01  # seeds 0.3 apart over 400 images of unit noise
+    assert stats.seed_heterogeneity(y - y.mean(1, keepdims=True)) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(

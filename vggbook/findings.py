@@ -7,8 +7,11 @@ Glorot's initialisation, fixed S unless jittered) under a protocol, over the see
 for every arm of the finding, or two configs fused. The effect is the paper's direction in
 points of top-1 error (positive: as the paper found); its 95% interval comes from
 ``stats.contrast`` (seeds and images resampled), p from exact McNemar (one seed) or the
-bootstrap, Holm-adjusted across every row of the report. The paper's effect is carried over
-as a relative one: its gain divided by its baseline error, times the book's baseline error.
+bootstrap, Holm-adjusted across every row of the report. "seeds differ (p)" tests whether
+the effect varies between seeds more than the images explain (``stats.seed_heterogeneity``;
+a diagnostic of the design: it does not enter the status). The paper's effect is carried
+over as a relative one: its gain divided by its baseline error, times the book's baseline
+error.
 
 The statuses (``decide``): for a claimed gain, **reproduced** when the Holm-adjusted p is
 below ``ALPHA`` and the effect is positive, **contradicted** when it is below and negative,
@@ -171,6 +174,7 @@ def test(finding: Finding, records: dict) -> dict:
         "ci": result.ci,
         "p": result.p,
         "seeds": result.seeds,
+        "seeds differ (p)": result.seeds_differ,
         "images": result.images,
         "mde": _mde(terms, result.images),
     }
@@ -215,6 +219,7 @@ def init_rows(steps: dict[tuple[str, str], list[tuple[int, bool]]]) -> list:
             "ci": ci,
             "p": p,
             "seeds": len(diff),
+            "seeds differ (p)": math.nan,
             "images": None,  # a comparison of training curves: no test images
             "mde": math.nan,
         })  # fmt: skip

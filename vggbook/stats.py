@@ -184,6 +184,23 @@ class Contrast:
     effect: float  # points
     ci: tuple[float, float]  # 95% two-level paired bootstrap interval (seeds, then images)
     p: float  # two-sided: exact McNemar for two single-seed arms, else the bootstrap's
+    seeds_differ: float  # p of the F test that the effect differs between seeds (NaN: 1 seed)
+
+
+def seed_heterogeneity(y: np.ndarray) -> float:
+    """p that a (seeds, images) table of per-image effects has the same mean in every seed:
+    the F test of its seed mean square against its residual (seed-by-image) mean square, as in
+    a two-way analysis of variance without replication. NaN for one seed."""
+    k, n = y.shape
+    if k < 2:
+        return float("nan")
+    seed_means, image_means = y.mean(1), y.mean(0)
+    residual = y - seed_means[:, None] - image_means[None, :] + y.mean()
+    ms_residual = float((residual**2).sum()) / ((k - 1) * (n - 1))
+    if ms_residual == 0:
+        return 1.0 if np.ptp(seed_means) == 0 else 0.0
+    f = n * seed_means.var(ddof=1) / ms_residual
+    return float(stats.f.sf(f, k - 1, (k - 1) * (n - 1)))
 
 
 def contrast(
@@ -221,4 +238,5 @@ def contrast(
         p = mcnemar(arrays[0][0], arrays[1][0], resamples=100).p
     else:
         p = min(1.0, max(2 * min((effects <= 0).mean(), (effects >= 0).mean()), 1 / resamples))
-    return Contrast(k, n, effect, (float(min(lo, effect)), float(max(hi, effect))), float(p))
+    ci = (float(min(lo, effect)), float(max(hi, effect)))
+    return Contrast(k, n, effect, ci, float(p), seed_heterogeneity(v))
