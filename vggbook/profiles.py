@@ -246,7 +246,7 @@ PROFILES = {
             "gives score maps up to 3x3 (the paper's reach 10x10)",
             "Glorot for every architecture (the paper's post-submission remark): depth is the "
             "only difference between the nets; chapter 4 and finding 9 study the paper's init",
-            "sized for the study's 24 runs (3 seeds) on one GPU, or about a day on a laptop",
+            "sized for the study's 40 runs (5 seeds) on one GPU, or 3 hours a seed on a laptop",
         ),
     ),
     "cifar10": _one_gpu("cifar10", 32),
