@@ -94,52 +94,15 @@ def test_contrast_is_a_paired_difference():
     a = rng.random(4000) < 0.9
     b = a.copy()
     b[:200] = True  # B right on 200 more images at most
-    c = stats.contrast([(1, a), (-1, b)], resamples=2000, seeds_alpha=0.05)
-    m = stats.mcnemar(a, b, resamples=2000)
+    c = stats.contrast([(1, a), (-1, b)], resamples=2000)
+    m = stats.mcnemar(a, b, resamples=200)
     assert c.effect == pytest.approx(m.effect) and c.p == pytest.approx(m.p)
-    assert c.ci == m.ci and c.ci[0] > 0 and (c.seeds, c.images, c.over) == (1, 4000, "images")
-    assert math.isnan(c.seeds_differ)
-    same = stats.contrast(
-        [(1, np.stack([a, a])), (-1, np.stack([b, b]))], resamples=2000, seeds_alpha=0.05
-    )
-    assert same.seeds_differ == 1.0 and same.ci == c.ci and same.effect == pytest.approx(c.effect)
-
-
-def seeds_of_nets(k: int, n: int, gain: float, rng) -> tuple[np.ndarray, np.ndarray]:
-    """(k, n) correctness of two arms, 90% right, whose seeds err on different images: B is
-    drawn anew on a fifth of the images, with ``gain`` (a fraction) fewer errors overall."""
-    a = rng.random((k, n)) < 0.9
-    b = a.copy()
-    redrawn = rng.random((k, n)) < 0.2
-    b[redrawn] = rng.random(redrawn.sum()) < 0.9 + gain / 0.2
-    return a, b
-
-
-def test_contrast_narrows_as_agreeing_seeds_are_added():
-    rng = np.random.default_rng(2)
-    a, b = seeds_of_nets(4, 5000, 0.01, rng)
-    one = stats.contrast([(1, a[:1]), (-1, b[:1])], resamples=2000, seeds_alpha=0.05)
-    four = stats.contrast([(1, a), (-1, b)], resamples=2000, seeds_alpha=0.05)
-    assert four.over == "images" and four.seeds_differ > 0.05
-    width = [c.ci[1] - c.ci[0] for c in (one, four)]
-    assert width[1] / width[0] == pytest.approx(0.5, abs=0.1)  # 1 / sqrt(4)
-    assert four.mde == pytest.approx(one.mde / 2, rel=0.2)
-    assert four.effect == pytest.approx(100 * ((~a).mean() - (~b).mean()))
-
-
-def test_seeds_that_differ_decide_by_a_t_test_over_seeds():
-    rng = np.random.default_rng(3)
-    a, b = seeds_of_nets(3, 5000, 0.0, rng)
-    b[0, :1000] = True  # seed 0: B 2 points better ...
-    a[2, :1000] = True  # ... seed 2: 2 points worse
-    c = stats.contrast([(1, a), (-1, b)], resamples=2000, seeds_alpha=0.05)
-    per_seed = 100 * ((~a).mean(1) - (~b).mean(1))
-    t = scipy.stats.ttest_1samp(per_seed, 0.0)
-    assert c.over == "seeds" and c.seeds_differ < 1e-6
-    assert c.ci == pytest.approx(tuple(t.confidence_interval(0.95))) and c.p == pytest.approx(
-        t.pvalue
-    )
-    assert c.ci[0] < 0 < c.ci[1]  # three seeds that disagree say little
+    assert c.ci[0] > 0 and c.seeds == 1 and c.images == 4000
+    two = stats.contrast([(1, np.stack([a, a])), (-1, np.stack([b, a]))], resamples=2000)
+    assert two.effect == pytest.approx(m.effect / 2) and two.ci[0] < c.ci[0]
+    assert math.isnan(c.seeds_differ) and two.seeds_differ < 1e-3  # a gain, then none
+    same = stats.contrast([(1, np.stack([a, a])), (-1, np.stack([b, b]))], resamples=200)
+    assert same.seeds_differ == 1.0
 
 
 def test_seed_heterogeneity_is_the_two_way_anova_f_test():

@@ -70,30 +70,22 @@ def paired_bootstrap(
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of ``error_a - error_b`` in points, resampling images.
 
-    The bootstrap of the mean of the per-image differences ``correct_b - correct_a`` (their
+    ``scipy.stats.bootstrap`` on the per-image differences ``correct_b - correct_a`` (their
     mean is the effect), which is the paired bootstrap; deterministic under ``seed``.
     """
     a, b = _correctness(correct_a, correct_b)
     diff = b.astype(np.int8) - a.astype(np.int8)
-    return bootstrap_mean(diff, resamples=resamples, level=level, seed=seed)[0]
-
-
-def bootstrap_mean(
-    x: np.ndarray, *, resamples: int = 10_000, level: float = 0.95, seed: int = 0
-) -> tuple[tuple[float, float], np.ndarray]:
-    """``scipy.stats.bootstrap`` of the mean of per-image values: its percentile interval and
-    its resampled means, both times 100 (fractions become points)."""
     res = stats.bootstrap(
-        (np.asarray(x),),
+        (diff,),
         np.mean,
         n_resamples=resamples,
-        batch=max(1, 2_000_000 // len(x)),  # about 2M resampled images in memory at a time
+        batch=max(1, 2_000_000 // len(diff)),  # about 2M resampled images in memory at a time
         confidence_level=level,
         method="percentile",
         rng=np.random.default_rng(seed),
     )
     lo, hi = res.confidence_interval
-    return (100 * float(lo), 100 * float(hi)), 100 * np.asarray(res.bootstrap_distribution)
+    return 100 * float(lo), 100 * float(hi)
 
 
 def mcnemar(
@@ -160,6 +152,29 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
+def minimum_detectable_effect(
+    n: int, discordant_rate: float, *, alpha: float = 0.05, power: float = 0.8
+) -> float:
+    """Smallest effect (points) McNemar's test on n images detects with the given power.
+
+    Connor's (1987) normal approximation: with discordant rate psi, the effect d (a fraction)
+    solves ``sqrt(n) * d = z_{1-alpha/2} * sqrt(psi) + z_{power} * sqrt(psi - d**2)``, i.e.
+    ``d = sqrt(psi) * (z_a * sqrt(n) + z_b * sqrt(n - z_a**2 + z_b**2)) / (n + z_b**2)``.
+    """
+    if not (0 < discordant_rate <= 1 and 0 < alpha < 1 and 0 < power < 1):
+        raise ValueError("discordant_rate must be in (0, 1], alpha and power in (0, 1)")
+    z_a, z_b = stats.norm.ppf(1 - alpha / 2), stats.norm.ppf(power)
+    if n <= z_a**2 - z_b**2:
+        raise ValueError(f"{n} images are too few for alpha={alpha}, power={power}")
+    d = np.sqrt(discordant_rate) * (z_a * np.sqrt(n) + z_b * np.sqrt(n - z_a**2 + z_b**2))
+    d /= n + z_b**2
+    if d > discordant_rate:
+        raise ValueError(
+            f"no effect is detectable: {n} images with {discordant_rate:.1%} discordant are too few"
+        )
+    return float(100 * d)
+
+
 @dataclass(frozen=True)
 class Contrast:
     """A combination of error rates of arms tested on the same images by the same seeds."""
@@ -167,11 +182,9 @@ class Contrast:
     seeds: int
     images: int
     effect: float  # points
-    ci: tuple[float, float]  # 95% interval: over images, or over seeds where they differ
-    p: float  # two-sided, of the same test as the interval (exact McNemar for one seed)
+    ci: tuple[float, float]  # 95% two-level paired bootstrap interval (seeds, then images)
+    p: float  # two-sided: exact McNemar for two single-seed arms, else the bootstrap's
     seeds_differ: float  # p of the F test that the effect differs between seeds (NaN: 1 seed)
-    over: str  # "images" or "seeds": what the interval and p resample
-    mde: float  # the effect this test detects with 80% power (two-sided, 1 - level)
 
 
 def seed_heterogeneity(y: np.ndarray) -> float:
@@ -193,49 +206,37 @@ def seed_heterogeneity(y: np.ndarray) -> float:
 def contrast(
     terms: Sequence[tuple[float, np.ndarray]],
     *,
-    seeds_alpha: float,
     resamples: int = 10_000,
     level: float = 0.95,
     seed: int = 0,
 ) -> Contrast:
     """``sum(c * error(arm))`` in points, each arm a (seeds, images) correctness array whose
-    rows are paired by seed and columns by image across arms; ``(1, a), (-1, b)`` gives
-    ``error_a - error_b``.
+    rows are paired by seed and columns by image across arms.
 
-    Where the seeds agree (``seed_heterogeneity`` at or above ``seeds_alpha``, or one seed),
-    the interval and p are those of ``bootstrap_mean`` of each image's effect averaged over
-    the seeds: the trained nets on a new draw of test images, an interval that narrows as
-    seeds are added (p: exact McNemar for two arms and one seed). Where they differ, training
-    variation matters and decides: the one-sample t test of the per-seed effects (k - 1
-    degrees of freedom). Resampling seeds and images together (the pigeonhole bootstrap, this
-    function until 2026-11-30) counts the seed-by-image interaction three times (Owen 2007)
-    and barely narrows with more seeds.
+    Hand-written (scipy's bootstrap resamples one level): each resample draws the seeds, then
+    the images, with replacement, so the interval covers a new draw of both; with one seed it
+    is the paired bootstrap over images. ``(1, a), (-1, b)`` gives ``error_a - error_b``.
     """
     arrays = [np.atleast_2d(np.asarray(c, dtype=bool)) for _, c in terms]
     if len({a.shape for a in arrays}) != 1:
         raise ValueError(f"arms must share (seeds, images), got {[a.shape for a in arrays]}")
     v = sum(coef * (~a).astype(np.float64) for (coef, _), a in zip(terms, arrays, strict=True))
     k, n = v.shape
+    rng = np.random.default_rng(seed)
+    effects = []
+    for start in range(0, resamples, 500):
+        b = min(500, resamples - start)
+        per_seed = v[:, rng.integers(n, size=(b, n))].mean(-1)  # (k, b)
+        chosen = rng.integers(k, size=(b, k))
+        effects.append(per_seed[chosen, np.arange(b)[:, None]].mean(1))
+    effects = 100 * np.concatenate(effects)
+    tail = (1 - level) / 2
+    lo, hi = np.quantile(effects, [tail, 1 - tail])
     effect = float(100 * v.mean())
-    differ = seed_heterogeneity(v)
-    if differ < seeds_alpha:
-        res = stats.ttest_1samp(100 * v.mean(1), 0.0)
-        lo, hi = res.confidence_interval(level)
-        mde = _mde(stats.t(k - 1), level, (hi - lo) / 2)
-        ci = (float(lo), float(hi))
-        return Contrast(k, n, effect, ci, float(res.pvalue), differ, "seeds", mde)
-    (lo, hi), effects = bootstrap_mean(v.mean(0), resamples=resamples, level=level, seed=seed)
-    if k == 1 and len(terms) == 2 and [c for c, _ in terms] == [1, -1]:
+    plain = len(terms) == 2 and [c for c, _ in terms] == [1, -1]
+    if k == 1 and plain:
         p = mcnemar(arrays[0][0], arrays[1][0], resamples=100).p
     else:
         p = min(1.0, max(2 * min((effects <= 0).mean(), (effects >= 0).mean()), 1 / resamples))
     ci = (float(min(lo, effect)), float(max(hi, effect)))
-    mde = _mde(stats.norm, level, (hi - lo) / 2)
-    return Contrast(k, n, effect, ci, float(p), differ, "images", mde)
-
-
-def _mde(dist, level: float, half_width: float) -> float:
-    """The effect detected with 80% power by a test whose interval has this half-width:
-    (q_level + q_power) / q_level times it, q the quantiles of the test's distribution."""
-    q = dist.ppf(0.5 + level / 2)
-    return float((q + dist.ppf(0.8)) / q * half_width)
+    return Contrast(k, n, effect, ci, float(p), seed_heterogeneity(v))
