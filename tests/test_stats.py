@@ -98,22 +98,6 @@ def test_holm_worked_example():
     assert stats.holm([]) == []
 
 
-def test_minimum_detectable_effect_formula():
-    z_a = sps.norm.ppf(0.975)
-    # at power 0.5 Connor's formula reduces to z_a * sqrt(psi / n)
-    half = stats.minimum_detectable_effect(10_000, 0.1, power=0.5)
-    assert half == pytest.approx(100 * z_a * math.sqrt(0.1 / 10_000))
-    mde = stats.minimum_detectable_effect(10_000, 0.1)
-    simple = 100 * (z_a + sps.norm.ppf(0.8)) * math.sqrt(0.1 / 10_000)
-    assert mde == pytest.approx(simple, rel=0.01) and mde < simple
-    quarter = stats.minimum_detectable_effect(40_000, 0.1)
-    assert quarter == pytest.approx(mde / 2, rel=0.01)
-    # few images: d solves Connor's sqrt(n) d = z_a sqrt(psi) + z_b sqrt(psi - d^2) exactly
-    n, psi, z_b = 50, 0.5, sps.norm.ppf(0.8)
-    d = stats.minimum_detectable_effect(n, psi) / 100
-    assert math.sqrt(n) * d == pytest.approx(z_a * math.sqrt(psi) + z_b * math.sqrt(psi - d**2))
-
-
 def simulated_power(n: int, psi: float, effect: float, trials: int, seed: int) -> float:
     """Share of simulated test sets on which the exact McNemar test rejects at 5%."""
     rng = np.random.default_rng(seed)
@@ -124,9 +108,10 @@ def simulated_power(n: int, psi: float, effect: float, trials: int, seed: int) -
     return float(np.mean(rejected))
 
 
-def test_minimum_detectable_effect_has_the_power_by_simulation():
+def test_contrast_mde_has_the_power_by_simulation():
     n, psi = 5000, 0.1
-    mde = stats.minimum_detectable_effect(n, psi)
+    a, b = pairs(both=4000, only_a=250, only_b=250, neither=500)  # 10% discordant, no effect
+    mde = stats.contrast([(1, a), (-1, b)]).mde
     assert simulated_power(n, psi, mde, trials=400, seed=0) == pytest.approx(0.8, abs=0.06)
     assert simulated_power(n, psi, mde / 2, trials=400, seed=1) < 0.5
 
@@ -147,8 +132,6 @@ def test_unequal_lengths_are_rejected():
         lambda: stats.mcnemar([0, 2], [1, 1]),
         lambda: stats.seed_level([1.0], [2.0]),
         lambda: stats.holm([0.5, 1.5]),
-        lambda: stats.minimum_detectable_effect(3, 0.1),
-        lambda: stats.minimum_detectable_effect(100, 0.0),
         lambda: stats.contrast([(1, [[True, False]]), (-1, [[True]])]),
     ],
 )

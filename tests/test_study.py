@@ -94,15 +94,71 @@ def test_contrast_is_a_paired_difference():
     a = rng.random(4000) < 0.9
     b = a.copy()
     b[:200] = True  # B right on 200 more images at most
-    c = stats.contrast([(1, a), (-1, b)], resamples=2000)
+    c = stats.contrast([(1, a), (-1, b)])
     m = stats.mcnemar(a, b, resamples=200)
     assert c.effect == pytest.approx(m.effect) and c.p == pytest.approx(m.p)
-    assert c.ci[0] > 0 and c.seeds == 1 and c.images == 4000
-    two = stats.contrast([(1, np.stack([a, a])), (-1, np.stack([b, a]))], resamples=2000)
+    assert c.ci[0] > 0 and c.seeds == 1 and c.images == 4000 and c.over == "images"
+    two = stats.contrast([(1, np.stack([a, a])), (-1, np.stack([b, a]))])
     assert two.effect == pytest.approx(m.effect / 2) and two.ci[0] < c.ci[0]
     assert math.isnan(c.seeds_differ) and two.seeds_differ < 1e-3  # a gain, then none
-    same = stats.contrast([(1, np.stack([a, a])), (-1, np.stack([b, b]))], resamples=200)
-    assert same.seeds_differ == 1.0
+    assert two.over == "seeds and images" and two.df < 2  # the seeds' one degree of freedom
+    same = stats.contrast([(1, np.stack([a, a])), (-1, np.stack([b, b]))])
+    assert same.seeds_differ == 1.0 and same.over == "images"
+    assert same.ci == pytest.approx(c.ci, abs=1e-9)  # one net trained twice alike: one seed
+
+
+def arms(rng, k: int, n: int, shift: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Two arms' (k, n) correctness: images of varied difficulty, a fresh draw per seed, and
+    arm B's accuracy moved by ``shift`` (per seed)."""
+    p = rng.uniform(0.6, 1.0, size=n)
+    a = rng.random((k, n)) < p
+    b = rng.random((k, n)) < np.clip(p + np.reshape(shift, (-1, 1)), 0, 1)
+    return a, b
+
+
+def test_contrast_pools_agreeing_seeds_into_a_t_over_images():
+    rng = np.random.default_rng(2)
+    a, b = arms(rng, 4, 3000)
+    c = stats.contrast([(1, a), (-1, b)])
+    assert c.seeds_differ >= stats.POOL_ABOVE and c.over == "images"
+    per_image = 100 * ((~a).astype(float) - (~b)).mean(0)
+    res = scipy.stats.ttest_1samp(per_image, 0.0)
+    assert c.ci == pytest.approx(tuple(res.confidence_interval(0.95)), rel=1e-9)
+    assert c.p == pytest.approx(res.pvalue, rel=1e-9)
+    one = stats.contrast([(1, a[:1]), (-1, b[:1])])
+    width = (c.ci[1] - c.ci[0]) / (one.ci[1] - one.ci[0])
+    assert 0.4 < width < 0.65  # four seeds of mostly seed-by-image noise: about 1/sqrt(4)
+
+
+def test_contrast_counts_the_seeds_when_they_differ():
+    rng = np.random.default_rng(3)
+    k, n = 4, 3000
+    a, b = arms(rng, k, n, shift=np.array([-0.04, 0.0, 0.03, 0.06]))
+    c = stats.contrast([(1, a), (-1, b)])
+    assert c.seeds_differ < stats.POOL_ABOVE and c.over == "seeds and images"
+    y = 100 * ((~a).astype(float) - (~b))
+    seed_ss = n * ((y.mean(1) - y.mean()) ** 2).sum()
+    image_ss = k * ((y.mean(0) - y.mean()) ** 2).sum()
+    residual_ss = ((y - y.mean()) ** 2).sum() - seed_ss - image_ss
+    ms = np.array([seed_ss / (k - 1), image_ss / (n - 1), residual_ss / ((k - 1) * (n - 1))])
+    dfs = np.array([k - 1, n - 1, (k - 1) * (n - 1)])
+    combined = ms @ [1, 1, -1]
+    assert c.se == pytest.approx(math.sqrt(combined / (k * n)), rel=1e-9)
+    assert c.df == pytest.approx(combined**2 / (ms**2 / dfs).sum(), rel=1e-9)
+    assert k - 1.5 < c.df < k  # the seeds' few degrees of freedom dominate
+    pooled = scipy.stats.ttest_1samp(y.mean(0), 0.0).confidence_interval(0.95)
+    assert c.ci[1] - c.ci[0] > 3 * (pooled.high - pooled.low)
+
+
+@pytest.mark.parametrize("spread", [0.0, 0.02])
+def test_contrast_interval_covers_the_effect_95_percent_of_the_time(spread):
+    rng = np.random.default_rng(4)
+    covered = []
+    for _ in range(300):  # five seeds whose B is better or worse by chance; no true effect
+        a, b = arms(rng, 5, 1000, shift=rng.normal(0, spread, size=5))
+        lo, hi = stats.contrast([(1, a), (-1, b)]).ci
+        covered.append(lo <= 0 <= hi)
+    assert 0.91 <= np.mean(covered) <= 0.99
 
 
 def test_seed_heterogeneity_is_the_two_way_anova_f_test():

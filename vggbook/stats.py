@@ -152,27 +152,7 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
-def minimum_detectable_effect(
-    n: int, discordant_rate: float, *, alpha: float = 0.05, power: float = 0.8
-) -> float:
-    """Smallest effect (points) McNemar's test on n images detects with the given power.
-
-    Connor's (1987) normal approximation: with discordant rate psi, the effect d (a fraction)
-    solves ``sqrt(n) * d = z_{1-alpha/2} * sqrt(psi) + z_{power} * sqrt(psi - d**2)``, i.e.
-    ``d = sqrt(psi) * (z_a * sqrt(n) + z_b * sqrt(n - z_a**2 + z_b**2)) / (n + z_b**2)``.
-    """
-    if not (0 < discordant_rate <= 1 and 0 < alpha < 1 and 0 < power < 1):
-        raise ValueError("discordant_rate must be in (0, 1], alpha and power in (0, 1)")
-    z_a, z_b = stats.norm.ppf(1 - alpha / 2), stats.norm.ppf(power)
-    if n <= z_a**2 - z_b**2:
-        raise ValueError(f"{n} images are too few for alpha={alpha}, power={power}")
-    d = np.sqrt(discordant_rate) * (z_a * np.sqrt(n) + z_b * np.sqrt(n - z_a**2 + z_b**2))
-    d /= n + z_b**2
-    if d > discordant_rate:
-        raise ValueError(
-            f"no effect is detectable: {n} images with {discordant_rate:.1%} discordant are too few"
-        )
-    return float(100 * d)
+POOL_ABOVE = 0.25  # seeds F-test p at or above which the seed term is pooled (Bancroft)
 
 
 @dataclass(frozen=True)
@@ -182,61 +162,87 @@ class Contrast:
     seeds: int
     images: int
     effect: float  # points
-    ci: tuple[float, float]  # 95% two-level paired bootstrap interval (seeds, then images)
-    p: float  # two-sided: exact McNemar for two single-seed arms, else the bootstrap's
+    ci: tuple[float, float]  # 95% t interval: over images, or seeds and images (``over``)
+    p: float  # two-sided, of the same t (exact McNemar for two single-seed arms)
     seeds_differ: float  # p of the F test that the effect differs between seeds (NaN: 1 seed)
+    over: str  # "images" or "seeds and images": the variation the interval covers
+    se: float  # the effect's standard error, points
+    df: float  # its degrees of freedom (Satterthwaite's where seeds enter)
+    mde: float  # the effect this test detects with 80% power, points
+
+
+def mean_squares(y: np.ndarray) -> tuple[float, float, float]:
+    """Seed, image and residual (seed-by-image) mean squares of a (seeds, images) table, as
+    in a two-way analysis of variance without replication; seed and residual are NaN for one
+    seed. Hand-written: scipy has no such analysis, and statsmodels' needs a dummy column per
+    image."""
+    k, n = y.shape
+    seed_means, image_means = y.mean(1), y.mean(0)
+    ms_images = k * float(image_means.var(ddof=1))
+    if k < 2:
+        return float("nan"), ms_images, float("nan")
+    residual = y - seed_means[:, None] - image_means[None, :] + y.mean()
+    ms_residual = float((residual**2).sum()) / ((k - 1) * (n - 1))
+    return n * float(seed_means.var(ddof=1)), ms_images, ms_residual
 
 
 def seed_heterogeneity(y: np.ndarray) -> float:
     """p that a (seeds, images) table of per-image effects has the same mean in every seed:
-    the F test of its seed mean square against its residual (seed-by-image) mean square, as in
-    a two-way analysis of variance without replication. NaN for one seed."""
+    the F test of its seed mean square against its residual mean square. NaN for one seed."""
     k, n = y.shape
     if k < 2:
         return float("nan")
-    seed_means, image_means = y.mean(1), y.mean(0)
-    residual = y - seed_means[:, None] - image_means[None, :] + y.mean()
-    ms_residual = float((residual**2).sum()) / ((k - 1) * (n - 1))
+    ms_seeds, _, ms_residual = mean_squares(y)
     if ms_residual == 0:
-        return 1.0 if np.ptp(seed_means) == 0 else 0.0
-    f = n * seed_means.var(ddof=1) / ms_residual
-    return float(stats.f.sf(f, k - 1, (k - 1) * (n - 1)))
+        return 1.0 if ms_seeds == 0 else 0.0
+    return float(stats.f.sf(ms_seeds / ms_residual, k - 1, (k - 1) * (n - 1)))
 
 
 def contrast(
     terms: Sequence[tuple[float, np.ndarray]],
     *,
-    resamples: int = 10_000,
     level: float = 0.95,
-    seed: int = 0,
+    pool_above: float = POOL_ABOVE,
 ) -> Contrast:
     """``sum(c * error(arm))`` in points, each arm a (seeds, images) correctness array whose
-    rows are paired by seed and columns by image across arms.
+    rows are paired by seed and columns by image across arms; ``(1, a), (-1, b)`` gives
+    ``error_a - error_b``.
 
-    Hand-written (scipy's bootstrap resamples one level): each resample draws the seeds, then
-    the images, with replacement, so the interval covers a new draw of both; with one seed it
-    is the paired bootstrap over images. ``(1, a), (-1, b)`` gives ``error_a - error_b``.
+    Seeds and test images are crossed random factors. Where the seeds' F test
+    (``seed_heterogeneity``) is at or above ``pool_above``, the seed term is pooled into the
+    residual (Bancroft's preliminary test): the t test over images of each image's effect
+    averaged over the seeds, whose variance ``MS_images / (k n)`` narrows as seeds are added.
+    Below it, training variation enters: variance ``(MS_seeds + MS_images - MS_residual) /
+    (k n)`` with Satterthwaite's degrees of freedom. Two single-seed arms take exact
+    McNemar's p. Until 2026-11-30 this was the pigeonhole bootstrap (seeds and images
+    resampled), which counts the seed-by-image interaction three times (Owen 2007).
     """
     arrays = [np.atleast_2d(np.asarray(c, dtype=bool)) for _, c in terms]
     if len({a.shape for a in arrays}) != 1:
         raise ValueError(f"arms must share (seeds, images), got {[a.shape for a in arrays]}")
-    v = sum(coef * (~a).astype(np.float64) for (coef, _), a in zip(terms, arrays, strict=True))
-    k, n = v.shape
-    rng = np.random.default_rng(seed)
-    effects = []
-    for start in range(0, resamples, 500):
-        b = min(500, resamples - start)
-        per_seed = v[:, rng.integers(n, size=(b, n))].mean(-1)  # (k, b)
-        chosen = rng.integers(k, size=(b, k))
-        effects.append(per_seed[chosen, np.arange(b)[:, None]].mean(1))
-    effects = 100 * np.concatenate(effects)
-    tail = (1 - level) / 2
-    lo, hi = np.quantile(effects, [tail, 1 - tail])
-    effect = float(100 * v.mean())
-    plain = len(terms) == 2 and [c for c, _ in terms] == [1, -1]
-    if k == 1 and plain:
+    errors = [(~a).astype(np.float64) for a in arrays]
+    y = 100 * sum(coef * e for (coef, _), e in zip(terms, errors, strict=True))
+    k, n = y.shape
+    effect = float(y.mean())
+    ms_seeds, ms_images, ms_residual = mean_squares(y)
+    differ = seed_heterogeneity(y)
+    if k == 1 or differ >= pool_above or ms_seeds <= ms_residual:  # no seed component
+        over, parts, dfs = "images", np.array([ms_images]), np.array([n - 1])
+    else:
+        over = "seeds and images"
+        parts = np.array([ms_seeds, ms_images, -ms_residual])
+        dfs = np.array([k - 1, n - 1, (k - 1) * (n - 1)])
+    variance = float(parts.sum()) / (k * n)
+    df = float(parts.sum() ** 2 / (parts**2 / dfs).sum()) if variance > 0 else float(n - 1)
+    t = stats.t(df)
+    se = variance**0.5
+    q = t.ppf(0.5 + level / 2)
+    if se == 0:
+        p = 1.0 if effect == 0 else 0.0
+    elif k == 1 and len(terms) == 2 and [c for c, _ in terms] == [1, -1]:
         p = mcnemar(arrays[0][0], arrays[1][0], resamples=100).p
     else:
-        p = min(1.0, max(2 * min((effects <= 0).mean(), (effects >= 0).mean()), 1 / resamples))
-    ci = (float(min(lo, effect)), float(max(hi, effect)))
-    return Contrast(k, n, effect, ci, float(p), seed_heterogeneity(v))
+        p = float(2 * t.sf(abs(effect) / se))
+    ci = (effect - q * se, effect + q * se)
+    mde = float((q + t.ppf(0.8)) * se)
+    return Contrast(k, n, effect, ci, p, differ, over, se, df, mde)
