@@ -128,6 +128,9 @@ def test_contrast_pools_agreeing_seeds_into_a_t_over_images():
     one = stats.contrast([(1, a[:1]), (-1, b[:1])])
     width = (c.ci[1] - c.ci[0]) / (one.ci[1] - one.ci[0])
     assert 0.4 < width < 0.65  # four seeds of mostly seed-by-image noise: about 1/sqrt(4)
+    assert stats.mde_with(c, 4) == pytest.approx(c.mde, rel=1e-9)  # its own seeds
+    assert 0.4 < stats.mde_with(c, 16) / c.mde < 0.6  # four times the seeds: about half
+    assert math.isnan(stats.mde_with(one, 4))  # one seed: interaction and images inseparable
 
 
 def test_contrast_counts_the_seeds_when_they_differ():
@@ -148,6 +151,9 @@ def test_contrast_counts_the_seeds_when_they_differ():
     assert k - 1.5 < c.df < k  # the seeds' few degrees of freedom dominate
     pooled = scipy.stats.ttest_1samp(y.mean(0), 0.0).confidence_interval(0.95)
     assert c.ci[1] - c.ci[0] > 3 * (pooled.high - pooled.low)
+    assert ms[1] < ms[2]  # no image component seen: truncated at zero in the projection
+    assert stats.mde_with(c, 4) == pytest.approx(c.mde, rel=0.01)
+    assert stats.mde_with(c, 16) < c.mde / 2  # a quarter of the variance, and more df
 
 
 @pytest.mark.parametrize("spread", [0.0, 0.02])

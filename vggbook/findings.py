@@ -185,6 +185,7 @@ def test(finding: Finding, records: dict) -> dict:
         "interval over": result.over,
         "images": result.images,
         "mde": result.mde,
+        "mde, design's seeds": stats.mde_with(result, len(study.SEEDS)),
     }
 
 
@@ -220,6 +221,7 @@ def init_rows(steps: dict[tuple[str, str], list[tuple[int, bool]]]) -> list:
             "interval over": "seeds",
             "images": None,  # a comparison of training curves: no test images
             "mde": math.nan,
+            "mde, design's seeds": math.nan,
         })  # fmt: skip
     return rows
 

@@ -169,6 +169,7 @@ class Contrast:
     se: float  # the effect's standard error, points
     df: float  # its degrees of freedom (Satterthwaite's where seeds enter)
     mde: float  # the effect this test detects with 80% power, points
+    mean_squares: tuple[float, float, float]  # seeds, images, residual (``mean_squares``)
 
 
 def mean_squares(y: np.ndarray) -> tuple[float, float, float]:
@@ -224,18 +225,11 @@ def contrast(
     y = 100 * sum(coef * e for (coef, _), e in zip(terms, errors, strict=True))
     k, n = y.shape
     effect = float(y.mean())
-    ms_seeds, ms_images, ms_residual = mean_squares(y)
+    ms = mean_squares(y)
     differ = seed_heterogeneity(y)
-    if k == 1 or differ >= pool_above or ms_seeds <= ms_residual:  # no seed component
-        over, parts, dfs = "images", np.array([ms_images]), np.array([n - 1])
-    else:
-        over = "seeds and images"
-        parts = np.array([ms_seeds, ms_images, -ms_residual])
-        dfs = np.array([k - 1, n - 1, (k - 1) * (n - 1)])
-    variance = float(parts.sum()) / (k * n)
-    df = float(parts.sum() ** 2 / (parts**2 / dfs).sum()) if variance > 0 else float(n - 1)
+    with_seeds = k > 1 and differ < pool_above and ms[0] > ms[2]  # a seed component, seen
+    se, df = _standard_error(ms, k, n, with_seeds)
     t = stats.t(df)
-    se = variance**0.5
     q = t.ppf(0.5 + level / 2)
     if se == 0:
         p = 1.0 if effect == 0 else 0.0
@@ -244,5 +238,41 @@ def contrast(
     else:
         p = float(2 * t.sf(abs(effect) / se))
     ci = (effect - q * se, effect + q * se)
-    mde = float((q + t.ppf(0.8)) * se)
-    return Contrast(k, n, effect, ci, p, differ, over, se, df, mde)
+    over = "seeds and images" if with_seeds else "images"
+    return Contrast(k, n, effect, ci, p, differ, over, se, df, _mde(se, df, level), ms)
+
+
+def _standard_error(
+    ms: tuple[float, float, float], k: int, n: int, with_seeds: bool
+) -> tuple[float, float]:
+    """The standard error of the mean effect of k seeds by n images and its degrees of
+    freedom, from the mean squares: ``MS_images`` alone (the seed term pooled), or
+    ``MS_seeds + MS_images - MS_residual`` with Satterthwaite's degrees of freedom."""
+    parts, dfs = np.array(ms[1:2]), np.array([n - 1])
+    if with_seeds:
+        parts = np.array([ms[0], ms[1], -ms[2]])
+        dfs = np.array([k - 1, n - 1, (k - 1) * (n - 1)])
+    variance = float(parts.sum()) / (k * n)
+    if variance <= 0:
+        return 0.0, float(n - 1)
+    return variance**0.5, float(parts.sum() ** 2 / (parts**2 / dfs).sum())
+
+
+def _mde(se: float, df: float, level: float) -> float:
+    """The effect a two-sided t test of this standard error detects with 80% power."""
+    t = stats.t(df)
+    return float((t.ppf(0.5 + level / 2) + t.ppf(0.8)) * se)
+
+
+def mde_with(c: Contrast, seeds: int, *, level: float = 0.95) -> float:
+    """The mde ``c`` would have on ``seeds`` seeds: the expected mean squares of the crossed
+    model with the variance components estimated from its own seeds (NaN from one seed,
+    where images and the seed-by-image interaction cannot be told apart)."""
+    if c.seeds < 2:
+        return float("nan")
+    ms_seeds, ms_images, ms_residual = c.mean_squares
+    seed_var = max(ms_seeds - ms_residual, 0.0) / c.images  # of the seeds' mean effects
+    image_var = max(ms_images - ms_residual, 0.0) / c.seeds  # of the images' mean effects
+    expected = (ms_residual + c.images * seed_var, ms_residual + seeds * image_var, ms_residual)
+    se, df = _standard_error(expected, seeds, c.images, c.over != "images")
+    return _mde(se, df, level)
