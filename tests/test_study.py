@@ -211,6 +211,19 @@ def test_every_finding_has_arms_in_the_design():
     assert findings.NO_GAIN_MARGIN == pytest.approx(0.9 / 29.6)
 
 
+def test_a_finding_s_effect_is_the_mean_of_its_seeds_effects():
+    two_a = next(f for f in findings.FINDINGS if f.key == "2a")
+    names = [p.name for p in RECORDS.iterdir() if p.name.split("-seed")[0] in ("A", "B")]
+    records = {name: study.load_record(RECORDS, name) for name in names}
+    per_seed = findings.per_seed_effects(two_a, records)
+    assert list(per_seed) == findings.seeds_of(two_a, records) and len(per_seed) >= 2
+    for seed, effect in per_seed.items():
+        errors = [100 * (1 - study.correct(records[f"{c}-seed{seed}"]).mean()) for c in "AB"]
+        assert effect == pytest.approx(errors[0] - errors[1], abs=1e-9)
+    mean = np.mean(list(per_seed.values()))
+    assert findings.test(two_a, records)["effect"] == pytest.approx(mean)
+
+
 def test_init_rows_compare_with_the_gaussian():
     steps = {
         ("D", "gaussian-width"): [(300, False)] * 3,

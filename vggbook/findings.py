@@ -157,6 +157,13 @@ def seeds_of(finding: Finding, records: dict) -> list[int]:
     return [s for s in study.SEEDS if all(has(a, s) for _, a in finding.arms)]
 
 
+def per_seed_effects(finding: Finding, records: dict) -> dict[int, float]:
+    """The finding's effect (points, the paper's direction) in each seed recorded for it."""
+    seeds = seeds_of(finding, records)
+    effects = sum(c * 100 * (~correctness(a, records, seeds)).mean(1) for c, a in finding.arms)
+    return dict(zip(seeds, np.asarray(effects).tolist(), strict=True))
+
+
 def test(finding: Finding, records: dict) -> dict:
     """A finding's row before Holm: the effect, its interval, p, n and the paper's effect
     carried over to the book's baseline error."""
