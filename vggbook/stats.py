@@ -152,7 +152,7 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
-POOL_ABOVE = 0.25  # seeds F-test p at or above which the seed term is pooled (Bancroft)
+POOL_ABOVE = 0.25  # the seeds' F-test p at or above which the seed term is pooled
 
 
 @dataclass(frozen=True)
@@ -210,13 +210,14 @@ def contrast(
     ``error_a - error_b``.
 
     Seeds and test images are crossed random factors. Where the seeds' F test
-    (``seed_heterogeneity``) is at or above ``pool_above``, the seed term is pooled into the
-    residual (Bancroft's preliminary test): the t test over images of each image's effect
-    averaged over the seeds, whose variance ``MS_images / (k n)`` narrows as seeds are added.
-    Below it, training variation enters: variance ``(MS_seeds + MS_images - MS_residual) /
-    (k n)`` with Satterthwaite's degrees of freedom. Two single-seed arms take exact
-    McNemar's p. Until 2026-11-30 this was the pigeonhole bootstrap (seeds and images
-    resampled), which counts the seed-by-image interaction three times (Owen 2007).
+    (``seed_heterogeneity``) is at or above ``pool_above`` (a liberal preliminary test, after
+    Bozivich, Bancroft & Hartley 1956), the seed term is pooled into the residual: the t test
+    over images of each image's effect averaged over the seeds, whose variance ``MS_images /
+    (k n)`` narrows as seeds are added. Below it, training variation enters: variance
+    ``(MS_seeds + MS_images - MS_residual) / (k n)`` with Satterthwaite's degrees of freedom.
+    Two single-seed arms take exact McNemar's p. Until 2026-11-30 this was the pigeonhole
+    bootstrap (seeds and images resampled), which counts the seed-by-image interaction three
+    times (Owen 2007).
     """
     arrays = [np.atleast_2d(np.asarray(c, dtype=bool)) for _, c in terms]
     if len({a.shape for a in arrays}) != 1:
