@@ -72,6 +72,20 @@ def test_deviations_follow_the_fields():
     )
 
 
+def test_fixed_lr_steps_replace_the_plateau_rule_in_the_deviations():
+    study = get_profile("study", lr_steps=[8, 11])  # a JSON list, as papermill passes it
+    assert study.lr_steps == (8, 11)
+    assert (
+        "lr divided by 10 after epoch 8 and 11 for every net, instead of at validation "
+        "plateaus: every net ends its schedule within the budget"
+    ) in study.deviations
+    assert not any("patience" in d for d in study.deviations)
+    schedule = {r["setting"]: r["this run"] for r in compare_with_paper(study)}["lr schedule"]
+    assert schedule == "/10 after epochs 8, 11"
+    old = {k: v for k, v in get_profile("study").as_dict().items() if k != "lr_steps"}
+    assert Profile.from_dict(json.loads(json.dumps(old))) == get_profile("study")  # old records
+
+
 @pytest.mark.parametrize("name", list(PROFILES))
 def test_every_profile_is_valid(name):
     p = PROFILES[name]
@@ -109,6 +123,9 @@ IMPOSSIBLE = [
     ("epochs", 1.5, "an integer >= 1"),
     ("patience", -1, "an integer >= 0"),
     ("max_decays", -1, "an integer >= 0"),
+    ("lr_steps", (8, 8), "increasing epochs >= 1"),
+    ("lr_steps", (0, 3), "increasing epochs >= 1"),
+    ("lr_steps", 8, "increasing epochs >= 1"),
     ("init", 3, "a non-empty string"),
     ("limit_train", -1, "none or an integer >= 0"),
     ("val_images", 64.0, "none (1/12 of train) or an integer >= 1"),

@@ -133,6 +133,19 @@ def test_contrast_pools_agreeing_seeds_into_a_t_over_images():
     assert math.isnan(stats.mde_with(one, 4))  # one seed: interaction and images inseparable
 
 
+def test_seeds_for_is_the_fewest_seeds_whose_mde_reaches_the_effect():
+    rng = np.random.default_rng(2)
+    a, b = arms(rng, 4, 3000)
+    c = stats.contrast([(1, a), (-1, b)])
+    k = stats.seeds_for(c, c.mde / 2)
+    assert stats.mde_with(c, int(k)) <= c.mde / 2 < stats.mde_with(c, int(k) - 1)
+    assert 13 <= k <= 20  # half the mde: about four times the seeds
+    assert stats.seeds_for(c, c.mde * (1 + 1e-9)) == 4  # its own seeds
+    assert stats.seeds_for(c, 100.0) == 1
+    assert stats.seeds_for(c, 1e-3) == math.inf  # past a thousand seeds
+    assert math.isnan(stats.seeds_for(stats.contrast([(1, a[:1]), (-1, b[:1])]), 1.0))
+
+
 def test_contrast_counts_the_seeds_when_they_differ():
     rng = np.random.default_rng(3)
     k, n = 4, 3000
@@ -211,6 +224,25 @@ def test_every_finding_has_arms_in_the_design():
     assert findings.NO_GAIN_MARGIN == pytest.approx(0.9 / 29.6)
 
 
+def test_design_2_replaces_the_depth_rows_only_when_all_its_seeds_are_recorded():
+    designed = {r.name: r for r in study.study_runs()}
+    assert [f.key for f in findings.ANNEALED] == ["2a", "2b", "2c"]
+    for f in findings.ANNEALED:
+        assert f.design_seeds == study.ANNEALED_SEEDS
+        for seed in f.design_seeds:
+            for _, arm in f.arms:
+                run = designed[arm.run(arm.config, seed)]
+                assert run.profile().lr_steps == study.ANNEALED_STEPS
+                assert run.protocols == ("single",)
+    assert study.StudyRun("B", 0).profile().lr_steps == ()  # design 1: plateaus
+    records = dict.fromkeys(designed)  # only the names are read
+    assert findings.current(records)[1:4] == findings.ANNEALED
+    one_missing = {n: r for n, r in records.items() if n != "E-annealed-seed7"}
+    keys = [(f.key, f in findings.ANNEALED) for f in findings.current(one_missing)[1:4]]
+    assert keys == [("2a", True), ("2b", True), ("2c", False)]  # 2c needs E-annealed-seed7
+    assert findings.current({}) == findings.FINDINGS
+
+
 def test_a_finding_s_effect_is_the_mean_of_its_seeds_effects():
     two_a = next(f for f in findings.FINDINGS if f.key == "2a")
     names = [p.name for p in RECORDS.iterdir() if p.name.split("-seed")[0] in ("A", "B")]
@@ -251,6 +283,7 @@ def test_lrn_is_torch_s_and_b5x5_is_b_with_5x5_pairs():
 def test_run_names_and_defaults():
     assert runs.run_name("D", init="transfer:../runs/tiny/A", seed=2) == "D-transfer-seed2"
     assert runs.run_name("D", jitter=True, seed=0) == "D-jitter-seed0"
+    assert runs.run_name("B", annealed=True, seed=5) == "B-annealed-seed5"
     assert runs.book_run("tiny", "A") == "../runs/tiny/A"
     assert runs.book_run("tiny", "E", "glorot", 3) == "../runs/tiny/init/E-glorot-seed3"
     assert is_default({"a": 1}, {"a": 1, "b": 2}) and not is_default({"a": 2}, {"a": 1})

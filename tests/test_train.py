@@ -162,6 +162,28 @@ def test_lr_decays_only_at_plateaus_and_stops_after_three(tmp_path, monkeypatch)
     assert state(tmp_path / "r")["stopped"]
 
 
+def test_fixed_lr_steps_divide_every_net_alike_and_resume_bit_for_bit(tmp_path, monkeypatch):
+    scripted = iter([10, 20, 30, 40, 50, 60])  # improving: the plateau rule would never divide
+
+    def fake_accumulate(*args, **kwargs):
+        return torch.tensor([0.0, next(scripted), 0.0, 100.0], dtype=torch.float64)
+
+    monkeypatch.setattr(train_mod, "accumulate", fake_accumulate)
+    profile = small_profile(epochs=6, lr_steps=(2, 4), max_decays=0, limit_train=32)
+    history = run(tmp_path / "r", profile)
+    assert [r["epoch"] for r in history if r["lr_decayed_after"]] == [2, 4]
+    assert [r["lr"] for r in history] == pytest.approx([1e-2, 1e-2, 1e-3, 1e-3, 1e-4, 1e-4])
+    assert not state(tmp_path / "r")["stopped"]  # max_decays is the plateau rule's alone
+    monkeypatch.undo()
+    run(tmp_path / "whole", small_profile(epochs=3, lr_steps=(1,), limit_train=32))
+    run(tmp_path / "split", small_profile(epochs=1, lr_steps=(1,), limit_train=32))
+    run(tmp_path / "split", small_profile(epochs=3, lr_steps=(1,), limit_train=32), resume=True)
+    assert [r["lr"] for r in state(tmp_path / "split")["metrics"]] == pytest.approx(
+        [1e-2, 1e-3, 1e-3]
+    )
+    assert_same_weights(tmp_path / "whole", tmp_path / "split")
+
+
 def test_run_dir_guards(tmp_path):
     run(tmp_path / "r", small_profile(epochs=1))
     with pytest.raises(RunDirError, match="already holds this run: pass --resume"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ class Profile:
     epochs: int = 74
     patience: int = 2  # epochs without a better val top-1 before the lr is divided by 10
     max_decays: int = 3
+    lr_steps: tuple[int, ...] = ()  # fixed epochs after which the lr is divided by 10 (no plateaus)
     init: str = "gaussian"
     limit_train: int | None = None  # a class-balanced subset of the images left to train on
     val_images: int | None = None  # held out of the training split (None: 1/12, data.holdout)
@@ -89,10 +91,17 @@ class Profile:
             found.append(f"a {self.limit_train:,}-image training subset")
         if self.epochs != r["epochs"]:
             found.append(f"{self.epochs} epochs at most instead of {r['epochs']}")
-        found.append(
-            f"lr patience {self.patience} epoch(s) (the paper does not state one), counted "
-            "once the net has left chance level: a stalled net keeps its learning rate"
-        )
+        if self.lr_steps:
+            after = " and ".join(str(e) for e in self.lr_steps)
+            found.append(
+                f"lr divided by 10 after epoch {after} for every net, instead of at validation "
+                "plateaus: every net ends its schedule within the budget"
+            )
+        else:
+            found.append(
+                f"lr patience {self.patience} epoch(s) (the paper does not state one), counted "
+                "once the net has left chance level: a stalled net keeps its learning rate"
+            )
         if self.init != "gaussian":
             found.append(f"init: {self.init} instead of the paper's Gaussian (see chapter 4)")
         off = [n for n, on in (("flips", self.flip), ("PCA lighting", self.pca_lighting)) if not on]
@@ -116,7 +125,8 @@ class Profile:
     def from_dict(cls, d: dict) -> Profile:
         """The inverse of ``as_dict`` after a JSON round trip."""
         scale = d["scale"] if isinstance(d["scale"], int) else tuple(d["scale"])
-        return cls(**{**d, "scale": scale, "notes": tuple(d["notes"])})
+        steps = tuple(d.get("lr_steps", ()))  # records older than the field: plateaus
+        return cls(**{**d, "scale": scale, "notes": tuple(d["notes"]), "lr_steps": steps})
 
 
 def _int(v, low: int) -> bool:
@@ -141,6 +151,12 @@ def _scale_form(crop) -> str:
     return f"S >= crop ({crop}) as an integer or a range [Smin, Smax] with Smin <= Smax"
 
 
+def _steps(v) -> bool:
+    """Increasing epochs, each at least 1 (empty: the plateau rule)."""
+    ok = isinstance(v, list | tuple) and all(_int(e, 1) for e in v)
+    return ok and all(a < b for a, b in itertools.pairwise(v))
+
+
 def _text(v) -> bool:
     return isinstance(v, str) and v.strip() != ""
 
@@ -161,6 +177,7 @@ _CHECKS = {
     "epochs": (lambda v: _int(v, 1), "an integer >= 1"),
     "patience": (lambda v: _int(v, 0), "an integer >= 0"),
     "max_decays": (lambda v: _int(v, 0), "an integer >= 0"),
+    "lr_steps": (_steps, "increasing epochs >= 1, e.g. [8, 11] (empty: at val plateaus)"),
     "init": (_text, "a non-empty string (an init scheme)"),
     # 0 is accepted as "the whole split", as chapter 3's parameters document
     "limit_train": (lambda v: v is None or _int(v, 0), "none or an integer >= 0 (0: all)"),
@@ -272,6 +289,12 @@ def get_profile(name: str, **overrides) -> Profile:
     return PROFILES[name].replace(**{k: v for k, v in overrides.items() if v is not None})
 
 
+def _schedule(profile: Profile) -> str:
+    if profile.lr_steps:
+        return f"/10 after epochs {', '.join(map(str, profile.lr_steps))}"
+    return f"/10 after {profile.patience + 1} epochs without gain, {profile.max_decays} times"
+
+
 def compare_with_paper(profile: Profile) -> list[dict]:
     """The recipe's settings beside the paper's (Sec. 3.1), one row per setting."""
     r = paper.RECIPE
@@ -291,11 +314,7 @@ def compare_with_paper(profile: Profile) -> list[dict]:
         ("weight decay", r["weight_decay"], profile.weight_decay),
         ("dropout (FC6, FC7)", r["dropout"], profile.dropout),
         ("learning rate", r["lr"], profile.lr),
-        (
-            "lr schedule",
-            "/10 at val plateaus, 3 times",
-            f"/10 after {profile.patience + 1} epochs without gain, {profile.max_decays} times",
-        ),
+        ("lr schedule", "/10 at val plateaus, 3 times", _schedule(profile)),
         ("epochs", r["epochs"], profile.epochs),
         ("initialisation", "N(0, 1e-2) (net A)", profile.init),
         (

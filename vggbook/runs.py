@@ -88,12 +88,19 @@ class RunSpec:
 
 
 def run_name(
-    config: str, *, init: str | None = None, jitter: bool = False, seed: int | None = None
+    config: str,
+    *,
+    init: str | None = None,
+    jitter: bool = False,
+    annealed: bool = False,
+    seed: int | None = None,
 ) -> str:
     """A run's directory name, the one naming the chapters and the study share: ``A``,
-    ``D-glorot``, ``D-jitter-seed2``, ``E-transfer-seed0`` (a transfer's source is not named)."""
+    ``D-glorot``, ``D-jitter-seed2``, ``B-annealed-seed5``, ``E-transfer-seed0`` (a transfer's
+    source is not named)."""
     scheme = init.split(":")[0] if init else None
-    parts = [config, "jitter" if jitter else None, scheme, None if seed is None else f"seed{seed}"]
+    tags = ["jitter" if jitter else None, "annealed" if annealed else None, scheme]
+    parts = [config, *tags, None if seed is None else f"seed{seed}"]
     return "-".join(p for p in parts if p)
 
 

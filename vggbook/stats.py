@@ -277,3 +277,17 @@ def mde_with(c: Contrast, seeds: int, *, level: float = 0.95) -> float:
     expected = (ms_residual + c.images * seed_var, ms_residual + seeds * image_var, ms_residual)
     se, df = _standard_error(expected, seeds, c.images, c.over != "images")
     return _mde(se, df, level)
+
+
+def seeds_for(c: Contrast, effect: float, *, level: float = 0.95, most: int = 1000) -> float:
+    """The fewest seeds on which ``c``'s mde (``mde_with``) is at most ``effect``: what the
+    test needs to detect it. NaN from one seed; inf past ``most`` seeds."""
+    if c.seeds < 2 or not effect > 0:
+        return float("nan")
+    if mde_with(c, most, level=level) > effect:
+        return float("inf")
+    low, high = 0, most  # mde_with(c, low) > effect >= mde_with(c, high), zero seeds: inf
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if mde_with(c, middle, level=level) > effect else (low, middle)
+    return float(high)

@@ -7,6 +7,11 @@ whole test split under the protocols its findings need, and keeps a run record p
 ``predictions.npz`` (per test image: its label and the top-5 classes under each protocol; the
 class probabilities where fusion needs them). Weights stay in ``study/work/`` (not committed).
 
+The depth series (finding 2) is also trained a second way, its design 2: nets A, B, D and E
+on eight seeds, the learning rate divided after the fixed epochs ``ANNEALED_STEPS`` rather
+than at validation plateaus, so that every net ends its schedule within the budget
+(``vggbook.findings`` says why and when it replaces design 1).
+
 ``study/manifest.json`` holds the design and the witness: the weights' checksum after the
 first epoch of one run, retrained in fp32 on a CPU. The test suite retrains it and compares the
 checksum bit for bit, so that a change to the training code that the stored records do not
@@ -41,6 +46,9 @@ INIT_SEEDS = (0, 1, 2, 3, 4)  # finding 9: time to leave chance, per scheme
 INIT_CONFIGS = ("D", "E")
 INIT_SCHEMES = ("gaussian-width", "transfer", "glorot")
 INIT_EPOCHS = 3
+ANNEALED_CONFIGS = ("A", "B", "D", "E")  # design 2 of finding 2: the depth series
+ANNEALED_SEEDS = tuple(range(8))  # the power calculation in findings
+ANNEALED_STEPS = (8, 11)  # epochs after which every net's lr is divided by 10
 WITNESS = ("A", 0)  # config and seed of the run the test suite retrains (first epoch)
 PROBS = "dense+multicrop"  # the protocol whose probabilities the fused nets keep
 
@@ -54,10 +62,12 @@ class StudyRun:
     seed: int
     jitter: bool = False
     scheme: str | None = None
+    annealed: bool = False  # the lr divided after ANNEALED_STEPS, not at plateaus
 
     @property
     def name(self) -> str:
-        return runs.run_name(self.config, init=self.scheme, jitter=self.jitter, seed=self.seed)
+        tags = {"init": self.scheme, "jitter": self.jitter, "annealed": self.annealed}
+        return runs.run_name(self.config, **tags, seed=self.seed)
 
     def profile(self, **overrides) -> Profile:
         p = get_profile(PROFILE)
@@ -65,6 +75,8 @@ class StudyRun:
             p = p.replace(scale=(scaled(256, p.crop), scaled(512, p.crop)))  # S in [256, 512]
         if self.scheme:
             p = p.replace(epochs=INIT_EPOCHS)
+        if self.annealed:
+            p = p.replace(lr_steps=ANNEALED_STEPS)
         return p.replace(**overrides)
 
     def init(self, root: Path) -> str | None:
@@ -77,13 +89,16 @@ class StudyRun:
     def protocols(self) -> tuple[str, ...]:
         if self.scheme:
             return ()  # finding 9 reads the training curves
-        return evaluate.PROTOCOLS if self.config in EVERY_PROTOCOL else ("single",)
+        if self.annealed or self.config not in EVERY_PROTOCOL:
+            return ("single",)
+        return evaluate.PROTOCOLS
 
 
 def study_runs() -> list[StudyRun]:
     """Every run, in training order (each transfer after its source)."""
     arch = [StudyRun(c, s) for s in SEEDS for c in ARCHITECTURES]
     arch += [StudyRun("D", s, jitter=True) for s in SEEDS]
+    arch += [StudyRun(c, s, annealed=True) for s in ANNEALED_SEEDS for c in ANNEALED_CONFIGS]
     arch += [StudyRun("A", s) for s in INIT_SEEDS if s not in SEEDS]  # transfer sources
     init = [
         StudyRun(c, s, scheme=k) for s in INIT_SEEDS for c in INIT_CONFIGS for k in INIT_SCHEMES

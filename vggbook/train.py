@@ -2,9 +2,10 @@
 
 SGD with momentum, weight decay and dropout; the learning rate divided by 10 when the
 validation top-1 stops improving, at most ``max_decays`` times, then stop (or stop at the epoch
-budget). Deterministic under a seed, whatever the number of DataLoader workers; a checkpoint
-after every epoch, from which ``resume`` continues bit for bit; DistributedDataParallel when
-started by ``torchrun``. The run directory is named, read and guarded by ``vggbook.runs``.
+budget); or divided after the fixed epochs of the profile's ``lr_steps``. Deterministic under a
+seed, whatever the number of DataLoader workers; a checkpoint after every epoch, from which
+``resume`` continues bit for bit; DistributedDataParallel when started by ``torchrun``. The run
+directory is named, read and guarded by ``vggbook.runs``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch.distributed as tdist
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torch.optim.lr_scheduler import MultiStepLR, ReduceLROnPlateau
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
@@ -281,7 +282,10 @@ def _train(spec, run_dir, ckpt, dist, data_root, download, progress) -> list[dic
         momentum=profile.momentum,
         weight_decay=profile.weight_decay,
     )
-    scheduler = ReduceLROnPlateau(optimizer, mode="max", factor=0.1, patience=profile.patience)
+    if profile.lr_steps:  # the same epochs for every net
+        scheduler = MultiStepLR(optimizer, list(profile.lr_steps), gamma=0.1)
+    else:
+        scheduler = ReduceLROnPlateau(optimizer, mode="max", factor=0.1, patience=profile.patience)
     history, decays, done = [], 0, 0
     if ckpt:
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -320,11 +324,14 @@ def _train(spec, run_dir, ckpt, dist, data_root, download, progress) -> list[dic
             train_stats = summarise(dist.all_sum(sums))
             seconds = time.perf_counter() - seconds
             val = summarise(dist.all_sum(accumulate(model, val_loader, device)))
-            if val["top1"] > runs.CHANCE_TOP1:  # a stalled net keeps its learning rate
+            if profile.lr_steps:
+                scheduler.step()
+            elif val["top1"] > runs.CHANCE_TOP1:  # a stalled net keeps its learning rate
                 scheduler.step(val["top1"])
             decayed = optimizer.param_groups[0]["lr"] < lr
             decays += decayed
-            stopped = decays > profile.max_decays  # a plateau after the last allowed decay
+            # a plateau after the last allowed decay (fixed steps run the whole budget)
+            stopped = not profile.lr_steps and decays > profile.max_decays
             history.append(
                 {
                     "epoch": epoch + 1,
