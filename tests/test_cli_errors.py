@@ -134,6 +134,13 @@ def test_every_field_parses_from_its_command_line_form(field, name):
     assert type(cli.parse_field(field, text)) is type(value)
 
 
+def test_fixed_lr_steps_parse_from_the_command_line():
+    assert cli.parse_field("lr_steps", "[8,11]") == cli.parse_field("lr_steps", "8, 11") == (8, 11)
+    assert cli.parse_field("lr_steps", "none") == cli.parse_field("lr_steps", "[]") == ()
+    with pytest.raises(ValueError, match=r"^profile field lr_steps: expected epochs like \[8,11\]"):
+        cli.parse_field("lr_steps", "[8,x]")
+
+
 def test_evaluate_run_dir_that_is_a_file_names_its_directory(tmp_path, capsys):
     run = tmp_path / "runs" / "x"
     run.mkdir(parents=True)

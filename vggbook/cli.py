@@ -152,9 +152,10 @@ def _overrides(args: argparse.Namespace) -> dict:
 def parse_field(name: str, text: str) -> object:
     """A profile field's value from the command line, read by the field's declared type: int,
     float, str, bool (true/false, 1/0, yes/no), ``int | None`` (none or null: None),
-    ``int | tuple[int, int]`` (37, [37,73] or 37,73) and ``tuple[str, ...]`` (a JSON list of
-    strings, or one note). ValueError names the field and the form it expects, in one line;
-    whether the value is possible (epochs >= 1, ...) is the Profile's to say."""
+    ``int | tuple[int, int]`` (37, [37,73] or 37,73), ``tuple[int, ...]`` ([8,11] or 8,11; none
+    or [] for none) and ``tuple[str, ...]`` (a JSON list of strings, or one note). ValueError
+    names the field and the form it expects, in one line; whether the value is possible
+    (epochs >= 1, ...) is the Profile's to say."""
     if name not in {f.name for f in dataclasses.fields(Profile)}:
         raise ValueError(f"unknown profile field(s) {[name]}")
     kind, text = typing.get_type_hints(Profile)[name], text.strip()
@@ -165,6 +166,7 @@ def parse_field(name: str, text: str) -> object:
         bool: "true or false (also 1/0, yes/no)",
         int | None: "an integer, or none",
         int | tuple[int, int]: "an integer S or a range [Smin, Smax], e.g. 37 or [37,73]",
+        tuple[int, ...]: "epochs like [8,11] or 8,11 (none or []: none)",
         tuple[str, ...]: 'one note, or a JSON list of strings like ["a", "b"]',
     }
     if kind not in forms:
@@ -183,6 +185,9 @@ def parse_field(name: str, text: str) -> object:
             if len(parts) != 2:
                 raise ValueError
             return tuple(parts)
+        if kind == tuple[int, ...]:
+            inner = text.strip("[]()").strip()
+            return () if inner.lower() in ("", "none") else tuple(map(int, inner.split(",")))
         if kind == tuple[str, ...]:
             return tuple(json.loads(text)) if text.startswith("[") else (text,) if text else ()
         return kind(text)
