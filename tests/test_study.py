@@ -226,7 +226,7 @@ def test_every_finding_has_arms_in_the_design():
 
 def test_design_2_replaces_the_depth_rows_only_when_all_its_seeds_are_recorded():
     designed = {r.name: r for r in study.study_runs()}
-    assert [f.key for f in findings.ANNEALED] == ["2a", "2b", "2c"]
+    assert [f.key for f in findings.ANNEALED] == ["2a", "2b", "2c", "3"]
     for f in findings.ANNEALED:
         assert f.design_seeds == study.ANNEALED_SEEDS
         for seed in f.design_seeds:
@@ -236,10 +236,10 @@ def test_design_2_replaces_the_depth_rows_only_when_all_its_seeds_are_recorded()
                 assert run.protocols == ("single",)
     assert study.StudyRun("B", 0).profile().lr_steps == ()  # design 1: plateaus
     records = dict.fromkeys(designed)  # only the names are read
-    assert findings.current(records)[1:4] == findings.ANNEALED
+    assert findings.current(records)[1:5] == findings.ANNEALED
     one_missing = {n: r for n, r in records.items() if n != "E-annealed-seed7"}
-    keys = [(f.key, f in findings.ANNEALED) for f in findings.current(one_missing)[1:4]]
-    assert keys == [("2a", True), ("2b", True), ("2c", False)]  # 2c needs E-annealed-seed7
+    keys = [(f.key, f in findings.ANNEALED) for f in findings.current(one_missing)[1:5]]
+    assert keys == [("2a", True), ("2b", True), ("2c", False), ("3", True)]  # 2c: E's seed 7
     assert findings.current({}) == findings.FINDINGS
 
 

@@ -7,7 +7,7 @@ whole test split under the protocols its findings need, and keeps a run record p
 ``predictions.npz`` (per test image: its label and the top-5 classes under each protocol; the
 class probabilities where fusion needs them). Weights stay in ``study/work/`` (not committed).
 
-The depth series (finding 2) is also trained a second way, its design 2: nets A, B, D and E
+The nets of Table 3 (findings 2 and 3) are also trained a second way, design 2: nets A to E
 on eight seeds, the learning rate divided after the fixed epochs ``ANNEALED_STEPS`` rather
 than at validation plateaus, so that every net ends its schedule within the budget
 (``vggbook.findings`` says why and when it replaces design 1).
@@ -46,7 +46,7 @@ INIT_SEEDS = (0, 1, 2, 3, 4)  # finding 9: time to leave chance, per scheme
 INIT_CONFIGS = ("D", "E")
 INIT_SCHEMES = ("gaussian-width", "transfer", "glorot")
 INIT_EPOCHS = 3
-ANNEALED_CONFIGS = ("A", "B", "D", "E")  # design 2 of finding 2: the depth series
+ANNEALED_CONFIGS = ("A", "B", "C", "D", "E")  # design 2 of findings 2 and 3: Table 3
 ANNEALED_SEEDS = tuple(range(8))  # the power calculation in findings
 ANNEALED_STEPS = (8, 11)  # epochs after which every net's lr is divided by 10
 WITNESS = ("A", 0)  # config and seed of the run the test suite retrains (first epoch)
