@@ -81,7 +81,7 @@ class Arm:
     protocol: str = "single"
     jitter: bool = False
     fused_with: str | None = None  # a second config whose probabilities are averaged in
-    annealed: bool = False  # design 2 of finding 2: the lr divided at fixed epochs
+    annealed: bool = False  # design 2 (findings 2 and 3): the lr divided at fixed epochs
 
     def run(self, config: str, seed: int) -> str:
         return runs.run_name(config, jitter=self.jitter, annealed=self.annealed, seed=seed)
