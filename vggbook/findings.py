@@ -209,8 +209,8 @@ def seeds_of(finding: Finding, records: dict) -> list[int]:
 def per_seed_effects(finding: Finding, records: dict) -> dict[int, float]:
     """The finding's effect (points, the paper's direction) in each seed recorded for it."""
     seeds = seeds_of(finding, records)
-    effects = sum(c * 100 * (~correctness(a, records, seeds)).mean(1) for c, a in finding.arms)
-    return dict(zip(seeds, np.asarray(effects).tolist(), strict=True))
+    terms = [(c, correctness(a, records, seeds)) for c, a in finding.arms]
+    return dict(zip(seeds, stats.effects(terms).mean(1).tolist(), strict=True))
 
 
 def test(finding: Finding, records: dict) -> dict:

@@ -199,6 +199,17 @@ def seed_heterogeneity(y: np.ndarray) -> float:
     return float(stats.f.sf(ms_seeds / ms_residual, k - 1, (k - 1) * (n - 1)))
 
 
+def effects(terms: Sequence[tuple[float, np.ndarray]]) -> np.ndarray:
+    """(seeds, images): each image's effect ``sum(c * error)`` in points, seed by seed, from
+    (coefficient, (seeds, images) correctness) terms paired by seed and image."""
+    arrays = [np.atleast_2d(np.asarray(c, dtype=bool)) for _, c in terms]
+    if len({a.shape for a in arrays}) != 1:
+        raise ValueError(f"arms must share (seeds, images), got {[a.shape for a in arrays]}")
+    return 100 * sum(
+        coef * (~a).astype(np.float64) for (coef, _), a in zip(terms, arrays, strict=True)
+    )
+
+
 def contrast(
     terms: Sequence[tuple[float, np.ndarray]],
     *,
@@ -220,10 +231,7 @@ def contrast(
     times (Owen 2007).
     """
     arrays = [np.atleast_2d(np.asarray(c, dtype=bool)) for _, c in terms]
-    if len({a.shape for a in arrays}) != 1:
-        raise ValueError(f"arms must share (seeds, images), got {[a.shape for a in arrays]}")
-    errors = [(~a).astype(np.float64) for a in arrays]
-    y = 100 * sum(coef * e for (coef, _), e in zip(terms, errors, strict=True))
+    y = effects(terms)
     k, n = y.shape
     effect = float(y.mean())
     ms = mean_squares(y)
