@@ -90,6 +90,29 @@ def test_seed_level_matches_the_paired_t_by_hand():
     assert swapped.effect == pytest.approx(-s.effect) and swapped.p == pytest.approx(s.p)
 
 
+def test_bounded_paired_takes_each_end_from_its_own_bounds():
+    exact = [0.2, 0.5, 0.3, 0.6]
+    t = sps.ttest_1samp(exact, 0.0)
+    both = stats.bounded_paired(exact, exact)  # no censoring: the plain t interval and p
+    assert both.ci == pytest.approx(tuple(t.confidence_interval(0.95)))
+    assert both.p == pytest.approx(t.pvalue) and both.effect == pytest.approx(np.mean(exact))
+    at_least = stats.bounded_paired(exact, [math.inf] * 4)  # the comparison's baseline censored
+    assert at_least.ci[0] == pytest.approx(both.ci[0]) and at_least.ci[1] == math.inf
+    assert at_least.p == pytest.approx(t.pvalue) and at_least.effect == pytest.approx(0.4)
+    at_most = stats.bounded_paired([-math.inf] * 4, [-x for x in exact])  # the other censored
+    assert at_most.ci[0] == -math.inf and at_most.ci[1] == pytest.approx(-both.ci[0])
+    assert at_most.p == pytest.approx(t.pvalue) and at_most.effect == pytest.approx(-0.4)
+
+
+def test_bounded_paired_knows_nothing_where_both_times_are_censored():
+    some = stats.bounded_paired([0.3, -math.inf, 0.4], [math.inf] * 3)
+    assert some.ci == (-math.inf, math.inf) and some.p == 1.0 and math.isnan(some.effect)
+    alike = stats.bounded_paired([0.7] * 3, [math.inf] * 3)  # no spread: the end is exact
+    assert alike.ci == (0.7, math.inf) and alike.p == 0.0
+    with pytest.raises(ValueError, match="lower <= upper"):
+        stats.bounded_paired([0.5, 0.1], [0.4, 0.2])
+
+
 def test_holm_worked_example():
     # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> monotone 0.06
     assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])

@@ -261,14 +261,40 @@ def test_init_rows_compare_with_the_gaussian():
         ("D", "gaussian-width"): [(300, False)] * 3,
         ("D", "glorot"): [(30, True), (40, True), (20, True)],
         ("D", "transfer"): [(300, False)] * 3,
+        ("E", "gaussian-width"): [(30, True), (40, True), (20, True)],
+        ("E", "transfer"): [(300, False)] * 3,
     }
     rows = {r["claim"]: r for r in findings.init_rows(steps)}
     glorot = rows["D from glorot leaves chance sooner than from N(0, 0.01)"]
     assert glorot["effect"] == pytest.approx(np.mean(np.log10([10, 7.5, 15])))
-    assert glorot["ci"][0] > 0
-    transfer = rows["D from transfer leaves chance sooner than from N(0, 0.01)"]
-    assert transfer["ci"] == (0.0, 0.0) and transfer["p"] == 1.0
-    assert findings.decide(transfer, 1.0) == "smaller than the paper's"
+    assert glorot["ci"][0] > 0 and glorot["ci"][1] == math.inf  # at least: the Gaussian's censored
+    both_censored = rows["D from transfer leaves chance sooner than from N(0, 0.01)"]
+    assert both_censored["ci"] == (-math.inf, math.inf) and both_censored["p"] == 1.0
+    assert findings.decide(both_censored, 1.0) == "inconclusive"  # not "smaller": no bound
+    slower = rows["E from transfer leaves chance sooner than from N(0, 0.01)"]
+    assert slower["ci"][0] == -math.inf and slower["ci"][1] < 0  # at most: the transfer's censored
+    assert findings.decide(slower, slower["p"]) == "contradicted"
+
+
+def test_init_steps_read_the_study_s_records_on_seeds_with_every_scheme():
+    def rec(first_below: int | None) -> dict:  # three epochs of 30 steps, losses every 10
+        below = 9 if first_below is None else first_below
+        losses = [2.3] * below + [1.0] * (9 - below)
+        return {"metrics": [{"loss_every_10_steps": losses[i * 3 : (i + 1) * 3]} for i in range(3)]}
+
+    records = {
+        "D-gaussian-width-seed0": rec(None),
+        "D-transfer-seed0": rec(4),
+        "D-seed0": rec(1),
+        "D-gaussian-width-seed1": rec(None),
+        "D-seed1": rec(0),
+    }  # seed 1: no transfer run
+    assert study.init_run_name("D", "glorot", 0) == "D-seed0"
+    assert not any("glorot" in r.name for r in study.study_runs())
+    steps = findings.init_steps(records, per_epoch=30)
+    assert steps[("D", "gaussian-width")] == [(90, False)]
+    assert steps[("D", "transfer")] == [(50, True)] and steps[("D", "glorot")] == [(20, True)]
+    assert all(steps[("E", k)] == [] for k in study.INIT_SCHEMES)
 
 
 def test_lrn_is_torch_s_and_b5x5_is_b_with_5x5_pairs():

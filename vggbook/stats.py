@@ -6,6 +6,7 @@ Conventions: errors are percentages, effects are percentage points, and an effec
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -134,6 +135,49 @@ def seed_level(errors_a: Sequence[float], errors_b: Sequence[float]) -> SeedComp
         ci=(float(lo), float(hi)),
         p=float(res.pvalue),
     )
+
+
+@dataclass(frozen=True)
+class BoundedComparison:
+    """Paired per-seed differences each known only to lie within bounds (censored times)."""
+
+    n: int
+    effect: float  # the mean of the lower bounds where all are known, else of the upper; or NaN
+    ci: tuple[float, float]  # -inf or inf where a side is unbounded in some seed
+    p: float  # two-sided
+
+
+def bounded_paired(
+    lower: Sequence[float], upper: Sequence[float], *, level: float = 0.95
+) -> BoundedComparison:
+    """The mean of n paired differences, seed i's known only to lie in ``[lower[i],
+    upper[i]]``: a censored time bounds its difference on one side, ``-inf`` or ``inf`` on the
+    other. The interval's lower end is the t interval's (``scipy.stats.ttest_1samp``) of the
+    lower bounds, its upper end that of the upper bounds, each conservative, so it covers the
+    mean at least at ``level``; an end is infinite where a seed leaves that side unbounded. p
+    is twice the smaller one-sided p (the lower bounds above 0, the upper bounds below), 1
+    where neither side is bounded. Bounds without spread give that end exactly, p 0 beyond 0.
+    """
+    lo, hi = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+    if lo.ndim != 1 or lo.shape != hi.shape or len(lo) < 2 or (lo > hi).any():
+        raise ValueError(f"need >= 2 seeds' bounds with lower <= upper, got {lo}, {hi}")
+
+    def side(x: np.ndarray, end: int, alternative: str) -> tuple[float, float]:
+        """(the interval's end from these bounds, the one-sided p that the mean is beyond 0)."""
+        if not np.isfinite(x).all():
+            return (-math.inf, math.inf)[end], 1.0
+        if np.ptp(x) == 0:
+            beyond = x[0] > 0 if alternative == "greater" else x[0] < 0
+            return float(x[0]), 0.0 if beyond else 1.0
+        ci = stats.ttest_1samp(x, 0.0).confidence_interval(level)
+        return float((ci.low, ci.high)[end]), float(
+            stats.ttest_1samp(x, 0.0, alternative=alternative).pvalue
+        )
+
+    low, p_above = side(lo, 0, "greater")
+    high, p_below = side(hi, 1, "less")
+    effect = next((float(x.mean()) for x in (lo, hi) if np.isfinite(x).all()), math.nan)
+    return BoundedComparison(len(lo), effect, (low, high), min(1.0, 2 * min(p_above, p_below)))
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

@@ -44,7 +44,7 @@ EVERY_PROTOCOL = ("D", "E")  # tested under every protocol (the jittered D too)
 FUSED = ("D", "E")  # fixed-S nets whose probabilities are kept, for fusion (Table 6)
 INIT_SEEDS = (0, 1, 2, 3, 4)  # finding 9: time to leave chance, per scheme
 INIT_CONFIGS = ("D", "E")
-INIT_SCHEMES = ("gaussian-width", "transfer", "glorot")
+INIT_SCHEMES = ("gaussian-width", "transfer", "glorot")  # glorot: the profile's own init
 INIT_EPOCHS = 3
 ANNEALED_CONFIGS = ("A", "B", "C", "D", "E")  # design 2 of findings 2 and 3: Table 3
 ANNEALED_SEEDS = tuple(range(8))  # the power calculation in findings
@@ -100,10 +100,21 @@ def study_runs() -> list[StudyRun]:
     arch += [StudyRun("D", s, jitter=True) for s in SEEDS]
     arch += [StudyRun(c, s, annealed=True) for s in ANNEALED_SEEDS for c in ANNEALED_CONFIGS]
     arch += [StudyRun("A", s) for s in INIT_SEEDS if s not in SEEDS]  # transfer sources
-    init = [
-        StudyRun(c, s, scheme=k) for s in INIT_SEEDS for c in INIT_CONFIGS for k in INIT_SCHEMES
+    init = [  # Glorot's is the architecture run: the profile's own init
+        StudyRun(c, s, scheme=k)
+        for s in INIT_SEEDS
+        for c in INIT_CONFIGS
+        for k in INIT_SCHEMES
+        if k != get_profile(PROFILE).init
     ]
     return arch + init
+
+
+def init_run_name(config: str, scheme: str, seed: int) -> str:
+    """The run finding 9 reads for a scheme: its initialisation run, or for Glorot's (the
+    profile's init) the architecture run, whose first ``INIT_EPOCHS`` epochs are the same."""
+    own = scheme == get_profile(PROFILE).init
+    return runs.run_name(config, init=None if own else scheme, seed=seed)
 
 
 def run_study(
