@@ -109,6 +109,9 @@ def test_bounded_paired_knows_nothing_where_both_times_are_censored():
     assert some.ci == (-math.inf, math.inf) and some.p == 1.0 and math.isnan(some.effect)
     alike = stats.bounded_paired([0.7] * 3, [math.inf] * 3)  # no spread: the end is exact
     assert alike.ci == (0.7, math.inf) and alike.p == 0.0
+    one = stats.bounded_paired([0.7], [math.inf])  # one seed: no interval, whatever its bound
+    assert one.ci == (-math.inf, math.inf) and one.p == 1.0 and one.effect == 0.7
+    assert math.isnan(stats.bounded_paired([], []).effect)
     with pytest.raises(ValueError, match="lower <= upper"):
         stats.bounded_paired([0.5, 0.1], [0.4, 0.2])
 

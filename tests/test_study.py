@@ -257,16 +257,23 @@ def test_a_finding_s_effect_is_the_mean_of_its_seeds_effects():
 
 
 def test_init_rows_compare_with_the_gaussian():
+    censored, left = (
+        dict.fromkeys((0, 1, 2), (300, False)),
+        {1: (40, True), 0: (30, True), 2: (20, True)},
+    )
     steps = {
-        ("D", "gaussian-width"): [(300, False)] * 3,
-        ("D", "glorot"): [(30, True), (40, True), (20, True)],
-        ("D", "transfer"): [(300, False)] * 3,
-        ("E", "gaussian-width"): [(30, True), (40, True), (20, True)],
-        ("E", "transfer"): [(300, False)] * 3,
+        ("D", "gaussian-width"): censored,
+        ("D", "glorot"): left,  # paired by seed, not by position
+        ("D", "transfer"): censored,
+        ("E", "gaussian-width"): left,
+        ("E", "transfer"): censored,
     }
     rows = {r["claim"]: r for r in findings.init_rows(steps)}
     glorot = rows["D from glorot leaves chance sooner than from N(0, 0.01)"]
     assert glorot["effect"] == pytest.approx(np.mean(np.log10([10, 7.5, 15])))
+    assert glorot["ci"][0] == pytest.approx(
+        scipy.stats.ttest_1samp(np.log10([10, 7.5, 15]), 0).confidence_interval().low
+    )
     assert glorot["ci"][0] > 0 and glorot["ci"][1] == math.inf  # at least: the Gaussian's censored
     both_censored = rows["D from transfer leaves chance sooner than from N(0, 0.01)"]
     assert both_censored["ci"] == (-math.inf, math.inf) and both_censored["p"] == 1.0
@@ -292,9 +299,9 @@ def test_init_steps_read_the_study_s_records_on_seeds_with_every_scheme():
     assert study.init_run_name("D", "glorot", 0) == "D-seed0"
     assert not any("glorot" in r.name for r in study.study_runs())
     steps = findings.init_steps(records, per_epoch=30)
-    assert steps[("D", "gaussian-width")] == [(90, False)]
-    assert steps[("D", "transfer")] == [(50, True)] and steps[("D", "glorot")] == [(20, True)]
-    assert all(steps[("E", k)] == [] for k in study.INIT_SCHEMES)
+    assert steps[("D", "gaussian-width")] == {0: (90, False)}
+    assert steps[("D", "transfer")] == {0: (50, True)} and steps[("D", "glorot")] == {0: (20, True)}
+    assert all(steps[("E", k)] == {} for k in study.INIT_SCHEMES)
 
 
 def test_lrn_is_torch_s_and_b5x5_is_b_with_5x5_pairs():

@@ -259,38 +259,40 @@ def test(finding: Finding, records: dict) -> dict:
     }
 
 
-def init_steps(records: dict, per_epoch: int) -> dict[tuple[str, str], list[tuple[int, bool]]]:
+def init_steps(records: dict, per_epoch: int) -> dict[tuple[str, str], dict[int, tuple[int, bool]]]:
     """Finding 9's measurements in the study's records: for each of ``study.INIT_CONFIGS``
-    and ``INIT_SCHEMES``, (steps to leave chance in the first ``INIT_EPOCHS`` epochs, left),
-    on the seeds where every scheme of the config is recorded, in seed order."""
+    and ``INIT_SCHEMES``, seed: (steps to leave chance in the first ``INIT_EPOCHS`` epochs,
+    left), on the seeds where every scheme of the config is recorded."""
     steps = {}
     for config in study.INIT_CONFIGS:
-        names = {k: [study.init_run_name(config, k, s) for s in study.INIT_SEEDS]
-                 for k in study.INIT_SCHEMES}  # fmt: skip
-        seeds = [i for i, _ in enumerate(study.INIT_SEEDS)
-                 if all(names[k][i] in records for k in names)]  # fmt: skip
-        for scheme, runs_ in names.items():
-            steps[(config, scheme)] = [
-                study.steps_to_leave_chance(
-                    records[runs_[i]]["metrics"][: study.INIT_EPOCHS], LEFT_CHANCE_LOSS, per_epoch
+        name = {(k, s): study.init_run_name(config, k, s)
+                for k in study.INIT_SCHEMES for s in study.INIT_SEEDS}  # fmt: skip
+        seeds = [s for s in study.INIT_SEEDS
+                 if all(name[k, s] in records for k in study.INIT_SCHEMES)]  # fmt: skip
+        for k in study.INIT_SCHEMES:
+            steps[(config, k)] = {
+                s: study.steps_to_leave_chance(
+                    records[name[k, s]]["metrics"][: study.INIT_EPOCHS], LEFT_CHANCE_LOSS, per_epoch
                 )
-                for i in seeds
-            ]
+                for s in seeds
+            }
     return steps
 
 
-def init_rows(steps: dict[tuple[str, str], list[tuple[int, bool]]]) -> list:
-    """Finding 9's rows: for each config, every scheme against the paper's Gaussian, from the
-    per-seed (steps to leave chance, left) of ``steps[(config, scheme)]``. A censored time
-    bounds a seed's effect on one side only (``stats.bounded_paired``): where the scheme left
-    chance, the effect is at least the one measured; where the Gaussian did, at most."""
+def init_rows(steps: dict[tuple[str, str], dict[int, tuple[int, bool]]]) -> list:
+    """Finding 9's rows: for each config, every scheme against the paper's Gaussian, seed by
+    seed, from ``steps[(config, scheme)][seed]``: (steps to leave chance, left). A censored
+    time bounds its seed's effect on one side only (``stats.bounded_paired``): where the
+    scheme left chance, the effect is at least the one measured; where the Gaussian did, at
+    most."""
     rows = []
     for (config, scheme), times in sorted(steps.items()):
         if scheme == "gaussian-width":
             continue
         gauss = steps[(config, "gaussian-width")]
         lower, upper = [], []
-        for (g, g_left), (t, t_left) in zip(gauss, times, strict=True):
+        for seed, (t, t_left) in times.items():
+            g, g_left = gauss[seed]
             d = math.log10(g) - math.log10(t)
             lower.append(d if t_left else -math.inf)
             upper.append(d if g_left else math.inf)

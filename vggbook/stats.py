@@ -154,17 +154,18 @@ def bounded_paired(
     upper[i]]``: a censored time bounds its difference on one side, ``-inf`` or ``inf`` on the
     other. The interval's lower end is the t interval's (``scipy.stats.ttest_1samp``) of the
     lower bounds, its upper end that of the upper bounds, each conservative, so it covers the
-    mean at least at ``level``; an end is infinite where a seed leaves that side unbounded. p
-    is twice the smaller one-sided p (the lower bounds above 0, the upper bounds below), 1
-    where neither side is bounded. Bounds without spread give that end exactly, p 0 beyond 0.
+    mean at least at ``level``; an end is infinite where a seed leaves that side unbounded, or
+    with fewer than two seeds. p is twice the smaller one-sided p (the lower bounds above 0,
+    the upper bounds below), 1 where neither side is bounded. Bounds without spread give that
+    end exactly, p 0 beyond 0.
     """
     lo, hi = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
-    if lo.ndim != 1 or lo.shape != hi.shape or len(lo) < 2 or (lo > hi).any():
-        raise ValueError(f"need >= 2 seeds' bounds with lower <= upper, got {lo}, {hi}")
+    if lo.ndim != 1 or lo.shape != hi.shape or (lo > hi).any():
+        raise ValueError(f"need each seed's bounds with lower <= upper, got {lo}, {hi}")
 
     def side(x: np.ndarray, end: int, alternative: str) -> tuple[float, float]:
         """(the interval's end from these bounds, the one-sided p that the mean is beyond 0)."""
-        if not np.isfinite(x).all():
+        if len(x) < 2 or not np.isfinite(x).all():
             return (-math.inf, math.inf)[end], 1.0
         if np.ptp(x) == 0:
             beyond = x[0] > 0 if alternative == "greater" else x[0] < 0
@@ -176,7 +177,8 @@ def bounded_paired(
 
     low, p_above = side(lo, 0, "greater")
     high, p_below = side(hi, 1, "less")
-    effect = next((float(x.mean()) for x in (lo, hi) if np.isfinite(x).all()), math.nan)
+    known = [float(x.mean()) for x in (lo, hi) if len(x) and np.isfinite(x).all()]
+    effect = known[0] if known else math.nan
     return BoundedComparison(len(lo), effect, (low, high), min(1.0, 2 * min(p_above, p_below)))
 
 
