@@ -46,7 +46,7 @@ INIT_SEEDS = (0, 1, 2, 3, 4)  # finding 9: time to leave chance, per scheme
 INIT_CONFIGS = ("D", "E")
 INIT_SCHEMES = ("gaussian-width", "transfer", "glorot")  # glorot: the profile's own init
 INIT_EPOCHS = 3
-ANNEALED_CONFIGS = ("A", "B", "C", "D", "E")  # design 2 of findings 2 and 3: Table 3
+ANNEALED_CONFIGS = ("A", "B", "C", "D", "E")  # design 2 of findings 2, 3 and 8
 ANNEALED_SEEDS = tuple(range(8))  # the power calculation in findings
 ANNEALED_STEPS = (8, 11)  # epochs after which every net's lr is divided by 10
 WITNESS = ("A", 0)  # config and seed of the run the test suite retrains (first epoch)
@@ -89,6 +89,8 @@ class StudyRun:
     def protocols(self) -> tuple[str, ...]:
         if self.scheme:
             return ()  # finding 9 reads the training curves
+        if self.annealed and self.config in FUSED:  # design 2 of finding 8 fuses these
+            return ("single", "dense", "multicrop", PROBS)
         if self.annealed or self.config not in EVERY_PROTOCOL:
             return ("single",)
         return evaluate.PROTOCOLS
