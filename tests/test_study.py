@@ -287,7 +287,7 @@ def test_init_rows_compare_with_the_gaussian():
     assert findings.decide(slower, slower["p"]) == "contradicted"
 
 
-def test_init_steps_read_the_study_s_records_on_seeds_with_every_scheme():
+def test_init_steps_read_the_study_s_records_on_seeds_paired_with_the_gaussian():
     def rec(first_below: int | None) -> dict:  # three epochs of 30 steps, losses every 10
         below = 9 if first_below is None else first_below
         losses = [2.3] * below + [1.0] * (9 - below)
@@ -303,8 +303,9 @@ def test_init_steps_read_the_study_s_records_on_seeds_with_every_scheme():
     assert study.init_run_name("D", "glorot", 0) == "D-seed0"
     assert not any("glorot" in r.name for r in study.study_runs())
     steps = findings.init_steps(records, per_epoch=30)
-    assert steps[("D", "gaussian-width")] == {0: (90, False)}
-    assert steps[("D", "transfer")] == {0: (50, True)} and steps[("D", "glorot")] == {0: (20, True)}
+    assert steps[("D", "gaussian-width")] == {0: (90, False), 1: (90, False)}
+    assert steps[("D", "transfer")] == {0: (50, True)}  # each scheme on its own seeds
+    assert steps[("D", "glorot")] == {0: (20, True), 1: (10, True)}
     assert all(steps[("E", k)] == {} for k in study.INIT_SCHEMES)
 
 

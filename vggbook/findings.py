@@ -93,6 +93,7 @@ NO_GAIN_MARGIN = (paper.TABLE3["A"]["256"][0] - paper.TABLE3["B"]["256"][0]) / p
 ][0]
 LEFT_CHANCE_LOSS = 2.0  # training loss below which a net has left chance (ln 10 = 2.30)
 STALL = math.log10(2)  # the paper's "stall", as an effect on log10 steps
+GAUSSIAN = "gaussian-width"  # finding 9's baseline: the paper's init (at the study's width)
 
 
 @dataclass(frozen=True)
@@ -273,19 +274,18 @@ def test(finding: Finding, records: dict) -> dict:
 def init_steps(records: dict, per_epoch: int) -> dict[tuple[str, str], dict[int, tuple[int, bool]]]:
     """Finding 9's measurements in the study's records: for each of ``study.INIT_CONFIGS``
     and ``INIT_SCHEMES``, seed: (steps to leave chance in the first ``INIT_EPOCHS`` epochs,
-    left), on the seeds where every scheme of the config is recorded."""
+    left), on the seeds where both its run and the paper's Gaussian's are recorded."""
     steps = {}
     for config in study.INIT_CONFIGS:
-        name = {(k, s): study.init_run_name(config, k, s)
-                for k in study.INIT_SCHEMES for s in study.INIT_SEEDS}  # fmt: skip
-        seeds = [s for s in study.INIT_SEEDS
-                 if all(name[k, s] in records for k in study.INIT_SCHEMES)]  # fmt: skip
         for k in study.INIT_SCHEMES:
+            name = {(scheme, s): study.init_run_name(config, scheme, s)
+                    for scheme in (k, GAUSSIAN) for s in study.INIT_SEEDS}  # fmt: skip
             steps[(config, k)] = {
                 s: study.steps_to_leave_chance(
                     records[name[k, s]]["metrics"][: study.INIT_EPOCHS], LEFT_CHANCE_LOSS, per_epoch
                 )
-                for s in seeds
+                for s in study.INIT_SEEDS
+                if name[k, s] in records and name[GAUSSIAN, s] in records
             }
     return steps
 
@@ -298,9 +298,9 @@ def init_rows(steps: dict[tuple[str, str], dict[int, tuple[int, bool]]]) -> list
     most."""
     rows = []
     for (config, scheme), times in sorted(steps.items()):
-        if scheme == "gaussian-width":
+        if scheme == GAUSSIAN:
             continue
-        gauss = steps[(config, "gaussian-width")]
+        gauss = steps[(config, GAUSSIAN)]
         lower, upper = [], []
         for seed, (t, t_left) in times.items():
             g, g_left = gauss[seed]
