@@ -77,15 +77,31 @@ def test_dense_equals_single_at_the_training_size(model):
     torch.testing.assert_close(dense, (single + single_flip) / 2, rtol=1e-4, atol=1e-6)
 
 
-def test_multicrop_averages_flips(model):
-    x = ev.Setting(32, (40,), v2.Normalize([0.0] * 3, [1.0] * 3)).transform(40)(
-        Images().items[0][0]
+@pytest.mark.parametrize(("size", "passes"), [(40, 50), (34, 18), (32, 2)])
+def test_multicrop_averages_every_view_once_each_crop(model, size, passes):
+    """Square images: at 34 px the grid's 25 crops are 9 distinct ones, at 32 px (the crop)
+    one; each is computed once, and the average stays that of the 50 views."""
+    x = ev.Setting(32, (size,), v2.Normalize([0.0] * 3, [1.0] * 3)).transform(size)(
+        Images(sizes=((size, size),)).items[0][0]
     )
-    probs = ev.crop_probs(model, x[None], 32)
-    manual = [
-        torch.softmax(model(v), 1) for c in ev.grid_crops(x[None], 32) for v in (c, c.flip(-1))
-    ]
-    torch.testing.assert_close(probs, torch.stack(manual).mean(0))
+    calls = []
+    hook = model.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        probs = ev.crop_probs(model, x[None], 32)
+    hook.remove()
+    views = [v for c in ev.grid_crops(x[None], 32) for v in (c, c.flip(-1))]
+    with torch.no_grad():
+        manual = torch.stack([torch.softmax(model(v), 1) for v in views]).mean(0)
+    assert len(views) == 50 and len(calls) == passes
+    torch.testing.assert_close(probs, manual)
+
+
+@pytest.mark.parametrize("protocol", ["single", "dense", "multicrop"])
+def test_channels_last_gives_the_same_probabilities(model, protocol):
+    s = setting((32, 40))
+    contiguous, _ = ev.predict(model, Images(), protocol, s)
+    last, _ = ev.predict(model, Images(), protocol, s, channels_last=True)
+    torch.testing.assert_close(last, contiguous, rtol=1e-4, atol=1e-6)
 
 
 def test_sum_pooling_keeps_the_argmax(model):
