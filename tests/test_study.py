@@ -247,6 +247,26 @@ def test_design_2_replaces_the_depth_rows_only_when_all_its_seeds_are_recorded()
     assert findings.current({}) == findings.FINDINGS
 
 
+def _twin(lrs, losses, device="cpu (x86_64)"):
+    epochs = [{"lr": lr, "seconds": 10.0 + i, **dict.fromkeys(study.TRAINING_METRICS, loss)}
+              for i, (lr, loss) in enumerate(zip(lrs, losses, strict=True))]  # fmt: skip
+    env = {"device": device, "threads": 2, "torch": "2.14.1"}
+    return {"config": {"run": {"config": "A", "seed": 1}, "environment": env}, "metrics": epochs}
+
+
+def test_design_2_is_compared_with_design_1_on_the_epochs_before_their_rates_part():
+    plateau = _twin([0.01] * 4, [1.0, 0.9, 0.8, 0.7])
+    annealed = _twin([0.01, 0.01, 0.001, 0.001], [1.0, 0.9, 0.5, 0.4])  # parts after epoch 2
+    rows = study.twins({"A-seed1": plateau, "A-annealed-seed1": annealed})
+    assert rows == [{"run": "A-annealed-seed1", "twin": "A-seed1", "epochs shared": 2,
+                     "agree": True}]  # fmt: skip
+    drifted = _twin([0.01, 0.01, 0.001, 0.001], [1.0, 0.9000001, 0.5, 0.4])
+    assert study.twins({"A-seed1": plateau, "A-annealed-seed1": drifted})[0]["agree"] is False
+    elsewhere = _twin([0.01, 0.01, 0.001, 0.001], [1.0, 0.9, 0.5, 0.4], device="cuda (H100)")
+    assert study.twins({"A-seed1": plateau, "A-annealed-seed1": elsewhere})[0]["agree"] is None
+    assert study.twins({"A-annealed-seed1": annealed, "A-seed2": plateau}) == []
+
+
 def test_a_finding_s_effect_is_the_mean_of_its_seeds_effects():
     two_a = next(f for f in findings.FINDINGS if f.key == "2a")
     names = [p.name for p in RECORDS.iterdir() if p.name.split("-seed")[0] in ("A", "B")]

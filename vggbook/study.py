@@ -51,6 +51,8 @@ ANNEALED_SEEDS = tuple(range(8))  # the power calculation in findings
 ANNEALED_STEPS = (8, 11)  # epochs after which every net's lr is divided by 10
 WITNESS = ("A", 0)  # config and seed of the run the test suite retrains (first epoch)
 PROBS = "dense+multicrop"  # the protocol whose probabilities the fused nets keep
+TRAINING_METRICS = ("train_loss", "train_top1", "loss_every_10_steps", "val_loss", "val_top1",
+                    "val_top5")  # what an epoch's weights decide (not its time)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,29 @@ def steps_to_leave_chance(
                 return done + min((j + 1) * LOSS_EVERY, steps_per_epoch), True
         done += steps_per_epoch
     return done, False
+
+
+def twins(records: dict) -> list[dict]:
+    """Design 2's runs beside design 1's of the same net and seed: the two train alike until
+    their learning rates part, so where both were trained in one environment (device, threads,
+    torch) their leading epochs must agree bit for bit. Per pair: the epochs shared and whether
+    they agree (None for pairs trained in different environments, whose arithmetic differs)."""
+    rows = []
+    for name, rec in sorted(records.items()):
+        run = rec["config"]["run"]
+        twin = runs.run_name(run["config"], seed=run["seed"])
+        if name != runs.run_name(run["config"], annealed=True, seed=run["seed"]):
+            continue
+        if twin not in records:
+            continue
+        pairs = list(zip(rec["metrics"], records[twin]["metrics"], strict=False))
+        shared = next((i for i, (x, y) in enumerate(pairs) if x["lr"] != y["lr"]), len(pairs))
+        env = [{k: r["config"]["environment"][k] for k in ("device", "threads", "torch")}
+               for r in (rec, records[twin])]  # fmt: skip
+        same = all(x[k] == y[k] for x, y in pairs[:shared] for k in TRAINING_METRICS)
+        rows.append({"run": name, "twin": twin, "epochs shared": shared,
+                     "agree": same if env[0] == env[1] else None})  # fmt: skip
+    return rows
 
 
 # The witness: the stored records come from this code.
