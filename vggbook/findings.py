@@ -93,7 +93,7 @@ NO_GAIN_MARGIN = (paper.TABLE3["A"]["256"][0] - paper.TABLE3["B"]["256"][0]) / p
 ][0]
 LEFT_CHANCE_LOSS = 2.0  # training loss below which a net has left chance (ln 10 = 2.30)
 STALL = math.log10(2)  # the paper's "stall", as an effect on log10 steps
-GAUSSIAN = "gaussian-width"  # finding 9's baseline: the paper's init (at the study's width)
+GAUSSIAN = study.INIT_BASELINE  # finding 9's baseline: the paper's init
 
 
 @dataclass(frozen=True)

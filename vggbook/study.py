@@ -44,7 +44,8 @@ EVERY_PROTOCOL = ("D", "E")  # tested under every protocol (the jittered D too)
 FUSED = ("D", "E")  # fixed-S nets whose probabilities are kept, for fusion (Table 6)
 INIT_SEEDS = (0, 1, 2, 3, 4)  # finding 9: time to leave chance, per scheme
 INIT_CONFIGS = ("D", "E")
-INIT_SCHEMES = ("gaussian-width", "transfer", "glorot")  # glorot: the profile's own init
+INIT_BASELINE = "gaussian-width"  # the paper's N(0, 0.01), at the study's width
+INIT_SCHEMES = (INIT_BASELINE, "transfer", "glorot")  # glorot: the profile's own init
 INIT_EPOCHS = 3
 ANNEALED_CONFIGS = ("A", "B", "C", "D", "E")  # design 2 of findings 2, 3 and 8
 ANNEALED_SEEDS = tuple(range(8))  # the power calculation in findings
@@ -246,9 +247,8 @@ def twins(records: dict) -> list[dict]:
     for name, rec in sorted(records.items()):
         run = rec["config"]["run"]
         twin = runs.run_name(run["config"], seed=run["seed"])
-        if name != runs.run_name(run["config"], annealed=True, seed=run["seed"]):
-            continue
-        if twin not in records:
+        annealed = runs.run_name(run["config"], annealed=True, seed=run["seed"])
+        if name != annealed or twin not in records:
             continue
         pairs = list(zip(rec["metrics"], records[twin]["metrics"], strict=False))
         shared = next((i for i, (x, y) in enumerate(pairs) if x["lr"] != y["lr"]), len(pairs))
