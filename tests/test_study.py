@@ -329,6 +329,59 @@ def test_init_steps_read_the_study_s_records_on_seeds_paired_with_the_gaussian()
     assert all(steps[("E", k)] == {} for k in study.INIT_SCHEMES)
 
 
+def test_design_2_of_9d_trains_e_s_two_schemes_on_fresh_seeds():
+    designed = {r.name: r for r in study.study_runs()}
+    assert not set(study.RESCUE_SEEDS) & set(study.INIT_SEEDS + study.SEEDS)  # none seen
+    for seed in study.RESCUE_SEEDS:
+        source = designed[f"A-seed{seed}"]
+        assert source.scheme is None and not source.annealed and source.protocols == ("single",)
+        for scheme in (findings.GAUSSIAN, "transfer"):
+            run = designed[study.init_run_name("E", scheme, seed)]
+            assert run.profile().epochs == study.INIT_EPOCHS and run.protocols == ()
+        transfer = designed[f"E-transfer-seed{seed}"]
+        assert transfer.init(Path("study")).endswith(f"A-seed{seed}")
+        order = list(designed)
+        assert order.index(f"A-seed{seed}") < order.index(f"E-transfer-seed{seed}")
+
+
+def test_ten_seeds_decide_9d_whatever_they_show():
+    rows = len(findings.FINDINGS) + len(study.INIT_CONFIGS) * (len(study.INIT_SCHEMES) - 1)
+    assert rows == 18
+    assert findings.rescue_decides(len(study.RESCUE_SEEDS), rows)
+    assert not findings.rescue_decides(8, rows)  # eight: all rescued, p = 2**-7, too weak
+    some = findings.rescue_row([True] * 4 + [False] * 6, [False] * 10)
+    assert some["effect"] == pytest.approx(0.4) and some["p"] == pytest.approx(0.125)
+    assert some["ci"][0] < some["effect"] < some["ci"][1] < 1  # below the paper's: every seed
+    assert findings.decide(some, some["p"]) == "smaller than the paper's"
+    every = findings.rescue_row([True] * 10, [False] * 10)
+    assert every["p"] == pytest.approx(2**-9) and every["ci"][1] == pytest.approx(1.0)
+    assert findings.decide(every, rows * every["p"]) == "reproduced"
+    assert findings.interval_agrees({**every, "status": "reproduced"})
+
+
+def test_9d_moves_to_design_2_once_all_its_seeds_are_recorded():
+    def rec(left: bool) -> dict:  # three epochs of 30 steps, losses every 10
+        losses = [2.3, 1.0, 1.0] if left else [2.3, 2.3, 2.3]
+        return {"metrics": [{"loss_every_10_steps": losses}] * 3}
+
+    records = {}
+    for s in study.INIT_SEEDS:
+        records |= {f"E-gaussian-width-seed{s}": rec(False), f"E-transfer-seed{s}": rec(s < 2)}
+    for s in study.RESCUE_SEEDS[:-1]:
+        records |= {f"E-gaussian-width-seed{s}": rec(False), f"E-transfer-seed{s}": rec(s % 2)}
+    design_1 = next(r for r in findings.init_report(records, 30) if r["finding"] == "9d")
+    assert design_1["interval over"] == "seeds (bounds)" and design_1["seeds"] == 5
+    last = study.RESCUE_SEEDS[-1]
+    records |= {f"E-gaussian-width-seed{last}": rec(False), f"E-transfer-seed{last}": rec(True)}
+    rows = findings.init_report(records, 30)
+    assert [r["finding"] for r in rows] == ["9a", "9b", "9c", "9d"]
+    design_2 = rows[-1]
+    rescued = sum(s % 2 for s in study.RESCUE_SEEDS[:-1]) + 1
+    assert design_2["interval over"] == "seeds (paired shares)" and design_2["seeds"] == 10
+    assert design_2["effect"] == pytest.approx(rescued / 10)
+    assert design_2["p"] == pytest.approx(2 * 0.5**rescued)
+
+
 def test_lrn_is_torch_s_and_b5x5_is_b_with_5x5_pairs():
     x = torch.randn(2, 16, 7, 7) * 30
     torch.testing.assert_close(LocalResponseNorm(**LRN)(x), nn.LocalResponseNorm(**LRN)(x))

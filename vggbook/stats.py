@@ -182,6 +182,50 @@ def bounded_paired(
     return BoundedComparison(len(lo), effect, (low, high), min(1.0, 2 * min(p_above, p_below)))
 
 
+@dataclass(frozen=True)
+class PairedShares:
+    """Two yes-or-no outcomes of the same n units (seeds), e.g. whether each of two
+    initialisations of a seed's net leaves chance."""
+
+    n: int
+    share_a: float
+    share_b: float
+    effect: float  # share_a - share_b
+    only_a: int  # units where only A's outcome is yes
+    only_b: int
+    ci: tuple[float, float]  # Newcombe's square-and-add interval of the effect
+    p: float  # two-sided exact McNemar p
+
+
+def paired_shares(a: Correctness, b: Correctness, *, level: float = 0.95) -> PairedShares:
+    """The difference of two shares observed on the same units: exact McNemar's p
+    (``binomtest`` on the discordant units) and Newcombe's square-and-add interval (his method
+    10, 1998: the Wilson intervals of ``scipy.stats.binomtest`` for each share, joined with
+    his continuity-corrected estimate of their correlation). The joining is hand-written:
+    neither scipy nor statsmodels has an interval for a paired difference of proportions.
+    """
+    x, y = _correctness(a, b)
+    n = len(x)
+    both, only_a, only_b = int((x & y).sum()), int((x & ~y).sum()), int((~x & y).sum())
+    neither = n - both - only_a - only_b
+    p1, p2 = (both + only_a) / n, (both + only_b) / n
+    (l1, u1), (l2, u2) = (
+        stats.binomtest(k, n).proportion_ci(level, method="wilson")
+        for k in (both + only_a, both + only_b)
+    )
+    margins = (both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither)
+    cross = both * neither - only_a * only_b
+    corrected = cross - n / 2 if cross > n / 2 else min(cross, 0)
+    phi = corrected / math.sqrt(margins) if margins else 0.0
+    effect = p1 - p2
+    below = (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2
+    above = (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2
+    discordant = only_a + only_b
+    p = stats.binomtest(only_a, discordant, 0.5).pvalue if discordant else 1.0
+    ci = (effect - math.sqrt(below), effect + math.sqrt(above))
+    return PairedShares(n, p1, p2, effect, only_a, only_b, ci, float(p))
+
+
 def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm step-down adjusted p-values, in the input order (monotone, capped at 1).
 

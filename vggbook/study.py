@@ -10,7 +10,8 @@ class probabilities where fusion needs them). Weights stay in ``study/work/`` (n
 The nets of Table 3 (findings 2 and 3) are also trained a second way, design 2: nets A to E
 on eight seeds, the learning rate divided after the fixed epochs ``ANNEALED_STEPS`` rather
 than at validation plateaus, so that every net ends its schedule within the budget
-(``vggbook.findings`` says why and when it replaces design 1).
+(``vggbook.findings`` says why and when it replaces design 1). Finding 9d has a design 2 as
+well: E from the paper's Gaussian and transferred from net A on the fresh ``RESCUE_SEEDS``.
 
 ``study/manifest.json`` holds the design and the witness: the weights' checksum after the
 first epoch of one run, retrained in fp32 on a CPU. The test suite retrains it and compares the
@@ -47,6 +48,7 @@ INIT_CONFIGS = ("D", "E")
 INIT_BASELINE = "gaussian-width"  # the paper's N(0, 0.01), at the study's width
 INIT_SCHEMES = (INIT_BASELINE, "transfer", "glorot")  # glorot: the profile's own init
 INIT_EPOCHS = 3
+RESCUE_SEEDS = tuple(range(5, 15))  # finding 9d, design 2: E's two schemes on fresh seeds
 ANNEALED_CONFIGS = ("A", "B", "C", "D", "E")  # design 2 of findings 2, 3 and 8
 ANNEALED_SEEDS = tuple(range(8))  # the power calculation in findings
 ANNEALED_STEPS = (8, 11)  # epochs after which every net's lr is divided by 10
@@ -104,7 +106,8 @@ def study_runs() -> list[StudyRun]:
     arch = [StudyRun(c, s) for s in SEEDS for c in ARCHITECTURES]
     arch += [StudyRun("D", s, jitter=True) for s in SEEDS]
     arch += [StudyRun(c, s, annealed=True) for s in ANNEALED_SEEDS for c in ANNEALED_CONFIGS]
-    arch += [StudyRun("A", s) for s in INIT_SEEDS if s not in SEEDS]  # transfer sources
+    sources = dict.fromkeys(s for s in INIT_SEEDS + RESCUE_SEEDS if s not in SEEDS)
+    arch += [StudyRun("A", s) for s in sources]  # transfer sources
     init = [  # Glorot's is the architecture run: the profile's own init
         StudyRun(c, s, scheme=k)
         for s in INIT_SEEDS
@@ -112,6 +115,7 @@ def study_runs() -> list[StudyRun]:
         for k in INIT_SCHEMES
         if k != get_profile(PROFILE).init
     ]
+    init += [StudyRun("E", s, scheme=k) for s in RESCUE_SEEDS for k in (INIT_BASELINE, "transfer")]
     return arch + init
 
 
