@@ -89,6 +89,12 @@ def paired_bootstrap(
     return 100 * float(lo), 100 * float(hi)
 
 
+def _mcnemar_p(only_a: int, only_b: int) -> float:
+    """Exact McNemar's two-sided p: ``binomtest`` on the discordant pairs (1 without any)."""
+    discordant = only_a + only_b
+    return float(stats.binomtest(only_a, discordant, 0.5).pvalue) if discordant else 1.0
+
+
 def mcnemar(
     correct_a: Correctness, correct_b: Correctness, *, resamples: int = 10_000, seed: int = 0
 ) -> Comparison:
@@ -100,8 +106,6 @@ def mcnemar(
     a, b = _correctness(correct_a, correct_b)
     n = len(a)
     only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
-    discordant = only_a + only_b
-    p = stats.binomtest(only_a, discordant, 0.5).pvalue if discordant else 1.0
     return Comparison(
         n=n,
         error_a=100 * int((~a).sum()) / n,
@@ -109,7 +113,7 @@ def mcnemar(
         effect=100 * (only_b - only_a) / n,
         only_a=only_a,
         only_b=only_b,
-        p=float(p),
+        p=_mcnemar_p(only_a, only_b),
         ci=paired_bootstrap(a, b, resamples=resamples, seed=seed),
     )
 
@@ -220,10 +224,8 @@ def paired_shares(a: Correctness, b: Correctness, *, level: float = 0.95) -> Pai
     effect = p1 - p2
     below = (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2
     above = (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2
-    discordant = only_a + only_b
-    p = stats.binomtest(only_a, discordant, 0.5).pvalue if discordant else 1.0
     ci = (effect - math.sqrt(below), effect + math.sqrt(above))
-    return PairedShares(n, p1, p2, effect, only_a, only_b, ci, float(p))
+    return PairedShares(n, p1, p2, effect, only_a, only_b, ci, _mcnemar_p(only_a, only_b))
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
