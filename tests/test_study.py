@@ -247,11 +247,13 @@ def test_design_2_replaces_the_depth_rows_only_when_all_its_seeds_are_recorded()
     assert findings.current({}) == findings.FINDINGS
 
 
-def _twin(lrs, losses, device="cpu (x86_64)"):
+def _twin(lrs, losses, device="cpu (x86_64)", unit="AVX512-BF16"):
     epochs = [{"lr": lr, "seconds": 10.0 + i, **dict.fromkeys(study.TRAINING_METRICS, loss)}
               for i, (lr, loss) in enumerate(zip(lrs, losses, strict=True))]  # fmt: skip
     env = {"device": device, "threads": 2, "torch": "2.14.1"}
-    return {"config": {"run": {"config": "A", "seed": 1}, "environment": env}, "metrics": epochs}
+    config = {"run": {"config": "A", "seed": 1}, "environment": env,
+              "precision": f"bf16 autocast on a CPU with {unit}"}  # fmt: skip
+    return {"config": config, "metrics": epochs}
 
 
 def test_design_2_is_compared_with_design_1_on_the_epochs_before_their_rates_part():
@@ -264,6 +266,8 @@ def test_design_2_is_compared_with_design_1_on_the_epochs_before_their_rates_par
     assert study.twins({"A-seed1": plateau, "A-annealed-seed1": drifted})[0]["agree"] is False
     elsewhere = _twin([0.01, 0.01, 0.001, 0.001], [1.0, 0.9, 0.5, 0.4], device="cuda (H100)")
     assert study.twins({"A-seed1": plateau, "A-annealed-seed1": elsewhere})[0]["agree"] is None
+    amx = _twin([0.01, 0.01, 0.001, 0.001], [1.0, 0.9000001, 0.5, 0.4], unit="AMX-BF16")
+    assert study.twins({"A-seed1": plateau, "A-annealed-seed1": amx})[0]["agree"] is None
     assert study.twins({"A-annealed-seed1": annealed, "A-seed2": plateau}) == []
 
 

@@ -245,8 +245,9 @@ def steps_to_leave_chance(
 def twins(records: dict) -> list[dict]:
     """Design 2's runs beside design 1's of the same net and seed: the two train alike until
     their learning rates part, so where both were trained in one environment (device, threads,
-    torch) their leading epochs must agree bit for bit. Per pair: the epochs shared and whether
-    they agree (None for pairs trained in different environments, whose arithmetic differs)."""
+    torch, and the bf16 unit: AMX and AVX-512 BF16 CPUs round differently) their leading epochs
+    must agree bit for bit. Per pair: the epochs shared and whether they agree (None for pairs
+    trained in different environments, whose arithmetic differs)."""
     rows = []
     for name, rec in sorted(records.items()):
         run = rec["config"]["run"]
@@ -256,8 +257,8 @@ def twins(records: dict) -> list[dict]:
             continue
         pairs = list(zip(rec["metrics"], records[twin]["metrics"], strict=False))
         shared = next((i for i, (x, y) in enumerate(pairs) if x["lr"] != y["lr"]), len(pairs))
-        env = [{k: r["config"]["environment"][k] for k in ("device", "threads", "torch")}
-               for r in (rec, records[twin])]  # fmt: skip
+        env = [(*(r["config"]["environment"][k] for k in ("device", "threads", "torch")),
+                r["config"].get("precision")) for r in (rec, records[twin])]  # fmt: skip
         same = all(x[k] == y[k] for x, y in pairs[:shared] for k in TRAINING_METRICS)
         rows.append({"run": name, "twin": twin, "epochs shared": shared,
                      "agree": same if env[0] == env[1] else None})  # fmt: skip
