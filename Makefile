@@ -47,7 +47,7 @@ outputs: venv data
 	for nb in $(CHAPTERS); do $(BIN)/papermill --cwd book -k python3 $$nb $$nb || exit 1; done
 	$(BIN)/nbstripout --keep-output --keep-count --keep-id $(CHAPTERS)
 
-# The study's runs (chapter 6): on a GPU, about an hour; recorded runs are skipped. Then the
+# The study's runs (chapter 6; their hours are in the README); recorded runs are skipped. Then the
 # witness, on the CPU (GPUs hidden): the test suite retrains it to show the records are current.
 study: venv data
 	$(BIN)/python -m vggbook study

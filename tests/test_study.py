@@ -238,13 +238,59 @@ def test_design_2_replaces_the_depth_rows_only_when_all_its_seeds_are_recorded()
     assert designed["C-annealed-seed0"].protocols == ("single",)  # only what a row compares
     assert "multiscale" not in designed["E-annealed-seed0"].protocols
     assert study.StudyRun("B", 0).profile().lr_steps == ()  # design 1: plateaus
-    records = dict.fromkeys(designed)  # only the names are read
+    fresh = {s for seeds in study.FRESH_SEEDS.values() for s in seeds}
+    records = {n: None for n, r in designed.items() if r.seed not in fresh}  # names are read
     on_2 = {f.key for f in findings.current(records) if f in findings.ANNEALED}
     assert on_2 == {f.key for f in findings.ANNEALED}
     one_missing = {n: r for n, r in records.items() if n != "E-annealed-seed7"}
     on_2 = {f.key for f in findings.current(one_missing) if f in findings.ANNEALED}
     assert on_2 == {"2a", "2b", "3"}  # 2c, 8a and 8b need E's seed 7
     assert findings.current({}) == findings.FINDINGS
+
+
+def test_design_3_moves_a_row_only_when_all_its_fresh_seeds_are_recorded():
+    designed = {r.name: r for r in study.study_runs()}
+    assert [f.key for f in findings.DESIGN_3] == ["2a", "3", "8a", "8b"]
+    used = set(study.SEEDS + study.ANNEALED_SEEDS + study.INIT_SEEDS + study.RESCUE_SEEDS)
+    for f in findings.DESIGN_3:
+        assert f.design_seeds and not used & set(f.design_seeds)  # fresh seeds
+        two = next(g for g in findings.ANNEALED if g.key == f.key)
+        assert f.arms == two.arms and f.paper == two.paper and f.kind == two.kind
+        for seed in f.design_seeds:
+            for _, arm in f.arms:
+                for config in f.configs:
+                    run = designed[arm.run(config, seed)]
+                    assert run.profile().lr_steps == study.ANNEALED_STEPS
+                    assert arm.protocol in run.protocols
+    eight = {f.key: f.design_seeds for f in findings.DESIGN_3}
+    assert eight["8a"] == eight["8b"] == study.FRESH_SEEDS["E"]  # rows sharing nets share seeds
+    assert eight["2a"] == study.FRESH_SEEDS["A"] and eight["3"] == study.FRESH_SEEDS["C"]
+
+    def designs(records):
+        return {f.key: f.design for f in findings.current(records) if f.design > 1}
+
+    records = dict.fromkeys(designed)  # only the names are read
+    assert designs(records) == {"2a": 3, "2b": 2, "2c": 2, "3": 3, "8a": 3, "8b": 3}
+    last_e = f"E-annealed-seed{study.FRESH_SEEDS['E'][-1]}"
+    del records[last_e]
+    assert designs(records) == {"2a": 3, "2b": 2, "2c": 2, "3": 3, "8a": 2, "8b": 2}
+    del records[f"C-annealed-seed{study.FRESH_SEEDS['C'][-1]}"]
+    assert designs(records)["3"] == 2
+    records = {n: r for n, r in dict.fromkeys(designed).items() if n != last_e}
+    records |= {"E-annealed-seed99": None}  # a seed outside the design completes nothing
+    assert designs(records)["8b"] == 2
+
+
+def test_design_3_is_sized_by_design_2_s_variance_components_at_holm_s_level():
+    needs = {"2a": 3.0, "3": 5.0, "8a": 2.0, "8b": 4.0}
+    assert findings.design_3_sizes(needs) == {"A": 3, "B": 3, "C": 5, "D": 5, "E": 4}
+    names = [f"{c}-annealed-seed{s}" for c in "ABCDE" for s in study.ANNEALED_SEEDS]
+    records = {name: study.load_record(RECORDS, name) for name in names}
+    needs = findings.design_3_needs(records)
+    assert findings.design_3_sizes(needs) == study.DESIGN_3_SIZES  # the design is its calculation
+    for f in findings.ANNEALED:
+        if f.key in needs:  # Holm asks for more seeds than a test at ALPHA alone
+            assert needs[f.key] > findings.test(f, records)["seeds for the paper's effect"]
 
 
 def _twin(lrs, losses, device="cpu (x86_64)", unit="AVX512-BF16"):

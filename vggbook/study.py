@@ -12,6 +12,8 @@ on eight seeds, the learning rate divided after the fixed epochs ``ANNEALED_STEP
 than at validation plateaus, so that every net ends its schedule within the budget
 (``vggbook.findings`` says why and when it replaces design 1). Finding 9d has a design 2 as
 well: E from the paper's Gaussian and transferred from net A on the fresh ``RESCUE_SEEDS``.
+Design 3 trains design 2's nets again on ``FRESH_SEEDS``, as many per net as the rows of
+findings 2a, 3 and 8 need on design 2's variance components.
 
 ``study/manifest.json`` holds the design and the witness: the weights' checksum after the
 first epoch of one run, retrained in fp32 on a CPU. The test suite retrains it and compares the
@@ -52,6 +54,8 @@ RESCUE_SEEDS = tuple(range(5, 15))  # finding 9d, design 2: E's two schemes on f
 ANNEALED_CONFIGS = ("A", "B", "C", "D", "E")  # design 2 of findings 2, 3 and 8
 ANNEALED_SEEDS = tuple(range(8))  # the power calculation in findings
 ANNEALED_STEPS = (8, 11)  # epochs after which every net's lr is divided by 10
+DESIGN_3_SIZES = {"A": 37, "B": 37, "C": 23, "D": 23, "E": 21}  # seeds per net (findings)
+FRESH_SEEDS = {c: tuple(range(15, 15 + n)) for c, n in DESIGN_3_SIZES.items()}  # none used yet
 WITNESS = ("A", 0)  # config and seed of the run the test suite retrains (first epoch)
 PROBS = "dense+multicrop"  # the protocol whose probabilities the fused nets keep
 TRAINING_METRICS = ("train_loss", "train_top1", "loss_every_10_steps", "val_loss", "val_top1",
@@ -106,6 +110,7 @@ def study_runs() -> list[StudyRun]:
     arch = [StudyRun(c, s) for s in SEEDS for c in ARCHITECTURES]
     arch += [StudyRun("D", s, jitter=True) for s in SEEDS]
     arch += [StudyRun(c, s, annealed=True) for s in ANNEALED_SEEDS for c in ANNEALED_CONFIGS]
+    arch += [StudyRun(c, s, annealed=True) for c, seeds in FRESH_SEEDS.items() for s in seeds]
     sources = dict.fromkeys(s for s in INIT_SEEDS + RESCUE_SEEDS if s not in SEEDS)
     arch += [StudyRun("A", s) for s in sources]  # transfer sources
     init = [  # Glorot's is the architecture run: the profile's own init
