@@ -314,6 +314,9 @@ def test_design_2_is_compared_with_design_1_on_the_epochs_before_their_rates_par
     assert study.twins({"A-seed1": plateau, "A-annealed-seed1": elsewhere})[0]["agree"] is None
     amx = _twin([0.01, 0.01, 0.001, 0.001], [1.0, 0.9000001, 0.5, 0.4], unit="AMX-BF16")
     assert study.twins({"A-seed1": plateau, "A-annealed-seed1": amx})[0]["agree"] is None
+    other_cpu = _twin([0.01, 0.01, 0.001, 0.001], [1.0, 0.9000001, 0.5, 0.4])
+    other_cpu["config"]["environment"]["cpu"] = "another model; AVX512"  # the twin names none
+    assert study.twins({"A-seed1": plateau, "A-annealed-seed1": other_cpu})[0]["agree"] is None
     assert study.twins({"A-annealed-seed1": annealed, "A-seed2": plateau}) == []
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from vggbook import provenance
 from vggbook import train as train_mod
 from vggbook.evaluate import evaluate_run
 from vggbook.profiles import get_profile
@@ -57,6 +58,7 @@ def test_run_directory_contents(tmp_path):
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     assert config["run"]["config"] == "A" and config["run"]["profile"]["width"] == 0.125
     assert {"torch", "threads", "git_commit", "device"} <= config["environment"].keys()
+    assert config["environment"]["cpu"] == provenance.cpu_model()  # the CPU that rounded
     ckpt = state(tmp_path / "r")
     assert ckpt["epoch"] == 2 and {"model", "optimizer", "scheduler", "mean_rgb"} <= ckpt.keys()
     model, spec = load_model(tmp_path / "r")

@@ -60,8 +60,18 @@ def device_name() -> str:
     return f"cpu ({platform.machine()})"
 
 
+def cpu_model() -> str:
+    """The CPU's model and the vector kernels torch runs on it, which decide its rounding."""
+    model = platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [ln for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")]
+        model = names[0].split(":", 1)[1].strip() if names else model
+    return f"{model}; {torch.backends.cpu.get_cpu_capability()}"
+
+
 def environment() -> dict:
-    """Versions, commit, device and threads: what a run records beside its numbers."""
+    """Versions, commit, device, CPU and threads: what a run records beside its numbers."""
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -69,6 +79,7 @@ def environment() -> dict:
         "vggbook": vggbook.__version__,
         "git_commit": git_commit(),
         "device": device_name(),
+        "cpu": cpu_model(),
         "threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
         "platform": f"{platform.system()} {platform.release()}",

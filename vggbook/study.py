@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -249,10 +248,11 @@ def steps_to_leave_chance(
 
 def twins(records: dict) -> list[dict]:
     """Design 2's runs beside design 1's of the same net and seed: the two train alike until
-    their learning rates part, so where both were trained in one environment (device, threads,
-    torch, and the bf16 unit: AMX and AVX-512 BF16 CPUs round differently) their leading epochs
-    must agree bit for bit. Per pair: the epochs shared and whether they agree (None for pairs
-    trained in different environments, whose arithmetic differs)."""
+    their learning rates part, so where both were trained in one environment (device, CPU model
+    where recorded, threads, torch, and the bf16 unit: AMX and AVX-512 BF16 CPUs round
+    differently) their leading epochs must agree bit for bit. Per pair: the epochs shared and
+    whether they agree (None for pairs trained in different environments, whose arithmetic
+    differs)."""
     rows = []
     for name, rec in sorted(records.items()):
         run = rec["config"]["run"]
@@ -262,7 +262,7 @@ def twins(records: dict) -> list[dict]:
             continue
         pairs = list(zip(rec["metrics"], records[twin]["metrics"], strict=False))
         shared = next((i for i, (x, y) in enumerate(pairs) if x["lr"] != y["lr"]), len(pairs))
-        env = [(*(r["config"]["environment"][k] for k in ("device", "threads", "torch")),
+        env = [(*(r["config"]["environment"].get(k) for k in ("device", "cpu", "threads", "torch")),
                 r["config"].get("precision")) for r in (rec, records[twin])]  # fmt: skip
         same = all(x[k] == y[k] for x, y in pairs[:shared] for k in TRAINING_METRICS)
         rows.append({"run": name, "twin": twin, "epochs shared": shared,
@@ -284,13 +284,7 @@ def state_checksum(state: dict) -> str:
 
 def cpu_signature() -> str:
     """What decides a CPU's floating-point results here: the model, its kernels, threads."""
-    model = platform.processor()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [ln for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")]
-        model = names[0].split(":", 1)[1].strip() if names else model
-    capability = torch.backends.cpu.get_cpu_capability()
-    return f"{model}; {capability}; {torch.get_num_threads()} threads; torch {torch.__version__}"
+    return f"{provenance.cpu_model()}; {torch.get_num_threads()} threads; torch {torch.__version__}"
 
 
 def witness(root: str | Path = "study", *, data_root: str | None = None, **overrides) -> dict:
