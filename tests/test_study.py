@@ -258,13 +258,13 @@ def test_design_3_moves_a_row_only_when_all_its_fresh_seeds_are_recorded():
         assert f.arms == two.arms and f.paper == two.paper and f.kind == two.kind
         for seed in f.design_seeds:
             for _, arm in f.arms:
-                for config in f.configs:
+                for config in filter(None, [arm.config, arm.fused_with]):
                     run = designed[arm.run(config, seed)]
                     assert run.profile().lr_steps == study.ANNEALED_STEPS
                     assert arm.protocol in run.protocols
-    eight = {f.key: f.design_seeds for f in findings.DESIGN_3}
-    assert eight["8a"] == eight["8b"] == study.FRESH_SEEDS["E"]  # rows sharing nets share seeds
-    assert eight["2a"] == study.FRESH_SEEDS["A"] and eight["3"] == study.FRESH_SEEDS["C"]
+    seeds = {f.key: f.design_seeds for f in findings.DESIGN_3}
+    assert seeds["8a"] == seeds["8b"] == study.FRESH_SEEDS["E"]  # rows sharing nets share seeds
+    assert seeds["2a"] == study.FRESH_SEEDS["A"] and seeds["3"] == study.FRESH_SEEDS["C"]
 
     def designs(records):
         return {f.key: f.design for f in findings.current(records) if f.design > 1}
