@@ -224,17 +224,22 @@ def test_every_finding_has_arms_in_the_design():
     assert findings.NO_GAIN_MARGIN == pytest.approx(0.9 / 29.6)
 
 
+def _assert_annealed_runs(f: findings.Finding, designed: dict) -> None:
+    """Every run of a finding's design is designed, annealed and tested by its arm's protocol."""
+    for seed in f.design_seeds:
+        for _, arm in f.arms:
+            for config in filter(None, [arm.config, arm.fused_with]):
+                run = designed[arm.run(config, seed)]
+                assert run.profile().lr_steps == study.ANNEALED_STEPS
+                assert arm.protocol in run.protocols
+
+
 def test_design_2_replaces_the_depth_rows_only_when_all_its_seeds_are_recorded():
     designed = {r.name: r for r in study.study_runs()}
     assert [f.key for f in findings.ANNEALED] == ["2a", "2b", "2c", "3", "8a", "8b"]
     for f in findings.ANNEALED:
         assert f.design_seeds == study.ANNEALED_SEEDS
-        for seed in f.design_seeds:
-            for _, arm in f.arms:
-                for config in filter(None, [arm.config, arm.fused_with]):
-                    run = designed[arm.run(config, seed)]
-                    assert run.profile().lr_steps == study.ANNEALED_STEPS
-                    assert arm.protocol in run.protocols
+        _assert_annealed_runs(f, designed)
     assert designed["C-annealed-seed0"].protocols == ("single",)  # only what a row compares
     assert "multiscale" not in designed["E-annealed-seed0"].protocols
     assert study.StudyRun("B", 0).profile().lr_steps == ()  # design 1: plateaus
@@ -256,12 +261,7 @@ def test_design_3_moves_a_row_only_when_all_its_fresh_seeds_are_recorded():
         assert f.design_seeds and not used & set(f.design_seeds)  # fresh seeds
         two = next(g for g in findings.ANNEALED if g.key == f.key)
         assert f.arms == two.arms and f.paper == two.paper and f.kind == two.kind
-        for seed in f.design_seeds:
-            for _, arm in f.arms:
-                for config in filter(None, [arm.config, arm.fused_with]):
-                    run = designed[arm.run(config, seed)]
-                    assert run.profile().lr_steps == study.ANNEALED_STEPS
-                    assert arm.protocol in run.protocols
+        _assert_annealed_runs(f, designed)
     seeds = {f.key: f.design_seeds for f in findings.DESIGN_3}
     assert seeds["8a"] == seeds["8b"] == study.FRESH_SEEDS["E"]  # rows sharing nets share seeds
     assert seeds["2a"] == study.FRESH_SEEDS["A"] and seeds["3"] == study.FRESH_SEEDS["C"]
