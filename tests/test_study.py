@@ -129,6 +129,7 @@ def test_contrast_pools_agreeing_seeds_into_a_t_over_images():
     width = (c.ci[1] - c.ci[0]) / (one.ci[1] - one.ci[0])
     assert 0.4 < width < 0.65  # four seeds of mostly seed-by-image noise: about 1/sqrt(4)
     assert stats.mde_with(c, 4) == pytest.approx(c.mde, rel=1e-9)  # its own seeds
+    assert stats.se_with(c, 4) == pytest.approx((c.se, c.df), rel=1e-9)
     assert 0.4 < stats.mde_with(c, 16) / c.mde < 0.6  # four times the seeds: about half
     assert math.isnan(stats.mde_with(one, 4))  # one seed: interaction and images inseparable
 
@@ -291,6 +292,30 @@ def test_design_3_is_sized_by_design_2_s_variance_components_at_holm_s_level():
     for f in findings.ANNEALED:
         if f.key in needs:  # Holm asks for more seeds than a test at ALPHA alone
             assert needs[f.key] > findings.test(f, records)["seeds for the paper's effect"]
+    for key, chances in findings.design_3_outcomes(records).items():  # the text's promise
+        assert chances[1.0]["reproduced"] > 0.79, key  # 80% power, to 1/20,000
+        assert chances[0.0]["smaller than the paper's"] > 0.94, key
+        assert chances[0.5].get("inconclusive", 0.0) < 0.41, key
+
+
+def test_outcome_chances_are_the_t_test_s_power_and_its_interval_s_coverage():
+    holm, df = 8, 1e6  # a normal test, compared at ALPHA / 8
+    z = scipy.stats.norm.ppf(1 - findings.ALPHA / (2 * holm)) + scipy.stats.norm.ppf(0.8)
+    row = {"kind": "gain", "paper gain here": 1.0, "margin": None}
+    se = 1.0 / z  # the paper's effect is the mde
+    at_paper = findings.outcome_chances(row, se, df, 1.0, holm=holm)
+    assert at_paper["reproduced"] == pytest.approx(0.8, abs=1e-3)
+    assert at_paper["smaller than the paper's"] == pytest.approx(0.025, abs=1e-3)  # 95% interval
+    at_zero = findings.outcome_chances(row, se, df, 0.0, holm=holm)
+    assert at_zero["contradicted"] == pytest.approx(findings.ALPHA / (2 * holm), abs=2e-4)
+    below = scipy.stats.norm.cdf(1.0 / se - scipy.stats.norm.ppf(1 - findings.ALPHA / 2))
+    assert at_zero["smaller than the paper's"] == pytest.approx(below - at_zero["contradicted"],
+                                                              abs=1e-3)  # fmt: skip
+    assert sum(at_zero.values()) == pytest.approx(1.0)
+    few = findings.outcome_chances(row, se, 3.0, 1.0, holm=holm)  # heavy tails: less power
+    assert few["reproduced"] < 0.6
+    no_gain = {"kind": "no gain", "paper gain here": 0.0, "margin": 1.0}
+    assert findings.outcome_chances(no_gain, se, df, 0.0, holm=holm)["reproduced"] > 0.9
 
 
 def _twin(lrs, losses, device="cpu (x86_64)", unit="AVX512-BF16"):

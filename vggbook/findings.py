@@ -115,14 +115,16 @@ compares a further row at ``ALPHA / 8`` at most. The needs: 2a 37 seeds, 3 23, 8
 21; each net is trained on the most any of its rows needs (``design_3_sizes``: A and B 37, C
 and D 23, E 21: 141 runs, about 33 hours on a 2-core CPU), and rows that share nets share
 their seeds (8a is tested on 21). A row moves to design 3 once every run of its seeds is
-recorded (``current``) and stays on design 2 until then. What the design can promise: at the
-paper's effect a row is reproduced with probability about 0.8, and were its effect zero it
-reads "smaller than the paper's" with about 0.95; at half the paper's effect it stays
-inconclusive with about 0.4. A fixed design narrows that band; it cannot remove it.
+recorded (``current``) and stays on design 2 until then. What the design can promise
+(``design_3_outcomes`` computes it row by row): at the paper's effect a row is reproduced with
+probability about 0.8, and were its effect zero it reads "smaller than the paper's" with about
+0.95; at half the paper's effect it stays inconclusive with about 0.4 at most. A fixed design
+narrows that band; it cannot remove it.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import math
@@ -130,6 +132,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import t as student_t
 
 from . import paper, runs, stats, study
 
@@ -362,6 +365,41 @@ def design_3_sizes(needs: dict[str, float]) -> dict[str, int]:
         for c in f.configs:
             sizes[c] = max(sizes.get(c, 0), math.ceil(needs[f.key]))
     return dict(sorted(sizes.items()))
+
+
+def outcome_chances(
+    row: dict, se: float, df: float, effect: float, *, holm: int = 1, draws: int = 20_000
+) -> dict[str, float]:
+    """The chance of each status ``decide`` gives a row whose estimate is the true ``effect``
+    plus ``se`` times a t variate on ``df`` degrees of freedom, its interval the estimate
+    +- t's two-sided ``1 - ALPHA`` point times ``se`` and its p compared at ``ALPHA / holm``
+    (``se`` taken as known). The t variate is read at ``draws`` evenly spaced quantiles, so
+    the answer is exact to about ``1 / draws``."""
+    t = student_t(df)
+    estimates = effect + se * t.ppf((np.arange(draws) + 0.5) / draws)
+    half = se * t.ppf(1 - ALPHA / 2)
+    p_holm = np.minimum(1.0, holm * 2 * t.sf(np.abs(estimates) / se))
+    statuses = collections.Counter(
+        decide({**row, "effect": e, "ci": (e - half, e + half)}, p)
+        for e, p in zip(estimates, p_holm, strict=True)
+    )
+    return {status: n / draws for status, n in statuses.most_common()}
+
+
+def design_3_outcomes(records: dict, fractions: Sequence[float] = (1.0, 0.5, 0.0)) -> dict:
+    """What design 3 can promise, row by row: for a true effect of each of ``fractions`` of
+    the paper's (carried over), the chance of each status on design 3's seeds at ``ALPHA /
+    DESIGN_3_HOLM``, with the variance components of the row's design-2 seeds (``se_with``)."""
+    outcomes = {}
+    for f in DESIGN_3:
+        two = next(g for g in ANNEALED if g.key == f.key)
+        row = test(two, records)
+        se, df = stats.se_with(_contrast(two, records)[0], len(f.design_seeds))
+        reference = row["margin"] or row["paper gain here"]
+        outcomes[f.key] = {
+            x: outcome_chances(row, se, df, x * reference, holm=DESIGN_3_HOLM) for x in fractions
+        }
+    return outcomes
 
 
 def init_steps(

@@ -365,18 +365,25 @@ def _mde(se: float, df: float, level: float) -> float:
     return float((t.ppf(0.5 + level / 2) + t.ppf(0.8)) * se)
 
 
-def mde_with(c: Contrast, seeds: int, *, level: float = 0.95) -> float:
-    """The mde ``c`` would have on ``seeds`` seeds: the expected mean squares of the crossed
-    model with the variance components estimated from its own seeds (NaN from one seed,
-    where images and the seed-by-image interaction cannot be told apart)."""
+def se_with(c: Contrast, seeds: int) -> tuple[float, float]:
+    """The standard error and degrees of freedom ``c``'s test would have on ``seeds`` seeds:
+    the expected mean squares of the crossed model with the variance components estimated
+    from its own seeds (NaN from one seed, where images and the seed-by-image interaction
+    cannot be told apart)."""
     if c.seeds < 2:
-        return float("nan")
+        return float("nan"), float("nan")
     ms_seeds, ms_images, ms_residual = c.mean_squares
     seed_var = max(ms_seeds - ms_residual, 0.0) / c.images  # of the seeds' mean effects
     image_var = max(ms_images - ms_residual, 0.0) / c.seeds  # of the images' mean effects
     expected = (ms_residual + c.images * seed_var, ms_residual + seeds * image_var, ms_residual)
-    se, df = _standard_error(expected, seeds, c.images, c.over != "images")
-    return _mde(se, df, level)
+    return _standard_error(expected, seeds, c.images, c.over != "images")
+
+
+def mde_with(c: Contrast, seeds: int, *, level: float = 0.95) -> float:
+    """The mde ``c`` would have on ``seeds`` seeds (``se_with``; NaN from one seed)."""
+    if c.seeds < 2:
+        return float("nan")
+    return _mde(*se_with(c, seeds), level)
 
 
 def seeds_for(c: Contrast, effect: float, *, level: float = 0.95, most: int = 1000) -> float:

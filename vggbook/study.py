@@ -104,12 +104,17 @@ class StudyRun:
         return evaluate.PROTOCOLS
 
 
+def design_3_runs() -> list[StudyRun]:
+    """Design 3 of findings 2a, 3 and 8: design 2's annealed nets on ``FRESH_SEEDS``."""
+    return [StudyRun(c, s, annealed=True) for c, seeds in FRESH_SEEDS.items() for s in seeds]
+
+
 def study_runs() -> list[StudyRun]:
     """Every run, in training order (each transfer after its source)."""
     arch = [StudyRun(c, s) for s in SEEDS for c in ARCHITECTURES]
     arch += [StudyRun("D", s, jitter=True) for s in SEEDS]
     arch += [StudyRun(c, s, annealed=True) for s in ANNEALED_SEEDS for c in ANNEALED_CONFIGS]
-    arch += [StudyRun(c, s, annealed=True) for c, seeds in FRESH_SEEDS.items() for s in seeds]
+    arch += design_3_runs()
     sources = dict.fromkeys(s for s in INIT_SEEDS + RESCUE_SEEDS if s not in SEEDS)
     arch += [StudyRun("A", s) for s in sources]  # transfer sources
     init = [  # Glorot's is the architecture run: the profile's own init
