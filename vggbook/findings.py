@@ -393,9 +393,11 @@ def design_3_outcomes(records: dict, fractions: Sequence[float] = (1.0, 0.5, 0.0
     outcomes = {}
     for f in DESIGN_3:
         two = next(g for g in ANNEALED if g.key == f.key)
-        row = test(two, records)
-        se, df = stats.se_with(_contrast(two, records)[0], len(f.design_seeds))
-        reference = row["margin"] or row["paper gain here"]
+        result, base_error = _contrast(two, records)
+        paper_here, margin = _target(two, base_error)
+        row = {"kind": f.kind, "paper gain here": paper_here, "margin": margin}
+        se, df = stats.se_with(result, len(f.design_seeds))
+        reference = margin or paper_here
         outcomes[f.key] = {
             x: outcome_chances(row, se, df, x * reference, holm=DESIGN_3_HOLM) for x in fractions
         }
