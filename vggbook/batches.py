@@ -15,7 +15,6 @@ not change them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
-from . import augment, data
+from . import augment, data, timing
 
 RESIZE_CHUNK = 4096  # images rescaled at a time, to bound the temporary float copy
 
@@ -171,12 +170,16 @@ def epoch_batches(
 
 
 def throughput(augment_batch: BatchAugment, batch_size: int, n_batches: int, seed: int = 0):
-    """Images/s of making augmented batches, an epoch's draws included."""
+    """Images/s of making augmented batches, an epoch's draws included: the best of
+    ``timing.REPEATS`` runs over the same ``n_batches`` batches."""
     n = min(n_batches * batch_size, len(augment_batch)) // batch_size * batch_size
     order = torch.randperm(len(augment_batch), generator=torch.Generator().manual_seed(seed))
-    start = time.perf_counter()
     labels = torch.zeros(len(augment_batch), dtype=torch.long)
-    generator = torch.Generator().manual_seed(seed)
-    for _ in epoch_batches(augment_batch, labels, order[:n].tolist(), batch_size, generator):
-        pass
-    return n / (time.perf_counter() - start)
+
+    def run() -> int:
+        generator = torch.Generator().manual_seed(seed)
+        for _ in epoch_batches(augment_batch, labels, order[:n].tolist(), batch_size, generator):
+            pass
+        return n
+
+    return timing.best_rate(run)

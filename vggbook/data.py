@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import math
 import os
 import random
 import shutil
-import time
 import warnings
 import zlib
 from collections.abc import Callable
@@ -25,6 +25,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, tv_tensors
+
+from . import timing
 
 PROJECT_DATA = Path(__file__).resolve().parent.parent / "data"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -645,15 +647,9 @@ def make_loader(
 def measure_throughput(
     ds: Dataset, batch_size: int, workers: int, batches: int, seed: int = 0
 ) -> float:
-    """Images per second of iterating a loader over ``ds`` (after one warm-up batch)."""
+    """Images per second of iterating a loader over ``ds``: the best of ``timing.REPEATS`` runs
+    of ``batches`` batches each, after one warm-up batch (epochs follow one another)."""
     loader = make_loader(ds, batch_size, shuffle=True, seed=seed, workers=workers, drop_last=True)
-    it = iter(loader)
-    next(it)
-    start, seen = time.perf_counter(), 0
-    for _ in range(batches):
-        try:
-            x, _ = next(it)
-        except StopIteration:
-            break
-        seen += len(x)
-    return seen / (time.perf_counter() - start)
+    stream = itertools.chain.from_iterable(itertools.repeat(loader))
+    next(stream)
+    return timing.best_rate(lambda: sum(len(x) for x, _ in itertools.islice(stream, batches)))

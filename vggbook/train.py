@@ -28,7 +28,7 @@ from torch.optim.lr_scheduler import MultiStepLR, ReduceLROnPlateau
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
-from . import augment, batches, data, metrics, precision, provenance, runs
+from . import augment, batches, data, metrics, precision, provenance, runs, timing
 from .evaluate import Setting
 from .init import initialise, transfer_from
 from .metrics import accumulate, summarise
@@ -447,9 +447,12 @@ def step_throughput(config: str, profile: Profile, steps: int = 20, warmup: int 
     x = torch.randn(profile.batch_size, 3, profile.crop, profile.crop)
     y = torch.randint(profile.num_classes, (profile.batch_size,))
     train_one_epoch(model, [(x, y)] * warmup, optimizer, prec, Dist(), device)
-    start = time.perf_counter()
-    train_one_epoch(model, [(x, y)] * steps, optimizer, prec, Dist(), device)
-    return steps * profile.batch_size / (time.perf_counter() - start)
+
+    def run() -> int:
+        train_one_epoch(model, [(x, y)] * steps, optimizer, prec, Dist(), device)
+        return steps * profile.batch_size
+
+    return timing.best_rate(run)
 
 
 def expected_decays(val_top1: list[float], patience: int, threshold: float = 1e-4) -> list[int]:
