@@ -170,8 +170,8 @@ def epoch_batches(
 
 
 def throughput(augment_batch: BatchAugment, batch_size: int, n_batches: int, seed: int = 0):
-    """Images/s of making augmented batches, an epoch's draws included: the best of
-    ``timing.REPEATS`` runs over the same ``n_batches`` batches."""
+    """Images/s of making the same ``n_batches`` augmented batches, an epoch's draws included
+    (the best of repeats: ``timing.best_rate``)."""
     n = min(n_batches * batch_size, len(augment_batch)) // batch_size * batch_size
     order = torch.randperm(len(augment_batch), generator=torch.Generator().manual_seed(seed))
     labels = torch.zeros(len(augment_batch), dtype=torch.long)

@@ -647,8 +647,8 @@ def make_loader(
 def measure_throughput(
     ds: Dataset, batch_size: int, workers: int, batches: int, seed: int = 0
 ) -> float:
-    """Images per second of iterating a loader over ``ds``: the best of ``timing.REPEATS`` runs
-    of ``batches`` batches each, after one warm-up batch (epochs follow one another)."""
+    """Images per second of iterating a loader over ``ds``, ``batches`` batches at a time (the
+    best of repeats: ``timing.best_rate``) after one warm-up batch; epochs follow one another."""
     loader = make_loader(ds, batch_size, shuffle=True, seed=seed, workers=workers, drop_last=True)
     stream = itertools.chain.from_iterable(itertools.repeat(loader))
     next(stream)
