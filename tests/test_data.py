@@ -428,3 +428,20 @@ def test_mean_std_streams_and_matches_float64_reference(monkeypatch, folder):
     values = grey.double().flatten() / 255
     assert g_mean == pytest.approx([values.mean().item()] * 3, abs=1e-12, rel=0)
     assert g_std == pytest.approx([values.std().item()] * 3, abs=1e-12, rel=0)
+
+
+def test_throughput_reads_past_an_epoch_s_end():
+    class Counted(torch.utils.data.Dataset):
+        reads = 0
+
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            Counted.reads += 1
+            return torch.zeros(3), 0
+
+    rate = data.measure_throughput(Counted(), batch_size=2, workers=0, batches=10)
+    assert rate > 0
+    # 1 warm-up batch, then at least 5 repeats of 10 batches of 2: 102 reads of 8 images
+    assert Counted.reads >= 2 * (1 + 5 * 10)
