@@ -439,7 +439,8 @@ def train_one_epoch(
 
 def step_throughput(config: str, profile: Profile, steps: int = 20, warmup: int = 3) -> float:
     """Images/s of the trainer's step alone (forward in the profile's precision, loss,
-    backward, SGD) on one synthetic in-memory batch: what the input pipeline must keep up with."""
+    backward, SGD) on one synthetic in-memory batch, the best of repeats (``timing.best_rate``):
+    what the input pipeline must keep up with."""
     device = torch.device("cpu")
     prec = precision.choose(profile.amp, profile.channels_last, device)
     model = RunSpec.of(config, profile).build_model().to(memory_format=prec.memory_format)
